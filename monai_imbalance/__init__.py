@@ -1,0 +1,13 @@
+"""monai-imbalance: class-imbalance and repeatability methods for MONAI.
+
+Importing the package imports every subpackage, so that MONAI's bundle config parser
+(which scans the loaded modules whose names start with ``monai``) also resolves the short
+names of its components, e.g. ``_target_: LMFLoss``. Where a short name exists in MONAI too
+(``FocalLoss``), use the fully qualified name ``monai_imbalance.losses.FocalLoss``.
+"""
+
+__version__ = "0.1.0"
+
+from monai_imbalance import data, handlers, inferers, losses, metrics, networks
+
+__all__ = ["__version__", "data", "handlers", "inferers", "losses", "metrics", "networks"]

@@ -1,0 +1,1 @@
+"""Datalists, samplers for class imbalance and the repeat-acquisition simulation."""

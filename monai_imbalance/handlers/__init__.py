@@ -1,0 +1,1 @@
+"""Ignite handlers: metric reports, TensorBoard figures, deferred re-weighting."""

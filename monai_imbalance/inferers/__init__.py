@@ -1,0 +1,1 @@
+"""Inferers: Monte Carlo dropout around any MONAI inferer."""

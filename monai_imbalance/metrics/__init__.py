@@ -1,0 +1,1 @@
+"""Metrics: repeatability, and the classification and segmentation metrics MONAI lacks."""

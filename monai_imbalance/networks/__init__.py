@@ -1,0 +1,1 @@
+"""Networks (FocusNet) and helpers that build MONAI networks with dropout."""
