@@ -1,0 +1,1 @@
+"""MONAI transforms: image/array loading, mammography pre-processing, decision thresholds."""
