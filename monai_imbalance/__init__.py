@@ -8,6 +8,6 @@ names of its components, e.g. ``_target_: LMFLoss``. Where a short name exists i
 
 __version__ = "0.1.0"
 
-from monai_imbalance import data, handlers, inferers, losses, metrics, networks, reporting, transforms
+from monai_imbalance import data, handlers, inferers, losses, metrics, networks, reporting, transforms, workflow
 
-__all__ = ["__version__", "data", "handlers", "inferers", "losses", "metrics", "networks", "reporting", "transforms"]
+__all__ = ["__version__", "data", "handlers", "inferers", "losses", "metrics", "networks", "reporting", "transforms", "workflow"]

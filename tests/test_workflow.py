@@ -1,0 +1,38 @@
+import pytest
+import torch
+
+from monai_imbalance.workflow import default_device, distributed_backend, latest_checkpoint, resume_checkpoint
+
+
+def _touch(folder, *names):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (folder / name).write_bytes(b"")
+
+
+def test_latest_checkpoint_picks_highest_epoch_numerically(tmp_path):
+    assert latest_checkpoint(tmp_path / "missing") is None
+    _touch(tmp_path, "last_checkpoint_epoch=9.pt", "last_checkpoint_epoch=10.pt", "model.pt", "last_notes.txt")
+    assert latest_checkpoint(tmp_path).endswith("last_checkpoint_epoch=10.pt")
+
+
+def test_resume_checkpoint_rules(tmp_path):
+    assert resume_checkpoint(tmp_path) is None  # fresh folder: start afresh
+    with pytest.raises(FileNotFoundError, match="no 'last_checkpoint_epoch=N.pt'"):
+        resume_checkpoint(tmp_path, resume=True)
+    _touch(tmp_path, "last_checkpoint_epoch=2.pt")
+    with pytest.raises(FileExistsError, match="--resume true"):
+        resume_checkpoint(tmp_path)
+    assert resume_checkpoint(tmp_path, overwrite=True) is None
+    assert resume_checkpoint(tmp_path, resume=True).endswith("epoch=2.pt")
+
+
+def test_device_and_backend_follow_cuda_availability(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert default_device() == torch.device("cpu")
+    assert distributed_backend() == "gloo"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert default_device() == torch.device("cuda:1")
+    assert default_device(0) == torch.device("cuda:0")
+    assert distributed_backend() == "nccl"
