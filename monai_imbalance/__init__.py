@@ -10,4 +10,15 @@ __version__ = "0.1.0"
 
 from monai_imbalance import data, handlers, inferers, losses, metrics, networks, reporting, transforms, workflow
 
-__all__ = ["__version__", "data", "handlers", "inferers", "losses", "metrics", "networks", "reporting", "transforms", "workflow"]
+__all__ = [
+    "__version__",
+    "data",
+    "handlers",
+    "inferers",
+    "losses",
+    "metrics",
+    "networks",
+    "reporting",
+    "transforms",
+    "workflow",
+]

@@ -65,7 +65,8 @@ def resume_checkpoint(ckpt_dir: str | os.PathLike, resume: bool = False, overwri
     if resume:
         if latest is None:
             raise FileNotFoundError(
-                f"--resume true, but {ckpt_dir} holds no '{LAST_CHECKPOINT_PREFIX}_checkpoint_epoch=N.pt' to resume from"
+                f"--resume true, but {ckpt_dir} holds no "
+                f"'{LAST_CHECKPOINT_PREFIX}_checkpoint_epoch=N.pt' to resume from"
             )
         return latest
     if latest is not None and not overwrite:

@@ -18,7 +18,7 @@ def test_latest_checkpoint_picks_highest_epoch_numerically(tmp_path):
 
 def test_resume_checkpoint_rules(tmp_path):
     assert resume_checkpoint(tmp_path) is None  # fresh folder: start afresh
-    with pytest.raises(FileNotFoundError, match="no 'last_checkpoint_epoch=N.pt'"):
+    with pytest.raises(FileNotFoundError, match=r"no 'last_checkpoint_epoch=N\.pt'"):
         resume_checkpoint(tmp_path, resume=True)
     _touch(tmp_path, "last_checkpoint_epoch=2.pt")
     with pytest.raises(FileExistsError, match="--resume true"):
