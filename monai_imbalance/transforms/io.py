@@ -1,0 +1,294 @@
+"""Load an image from a file of any format MONAI reads, or take it from an in-memory array, as one tensor.
+
+Datalists hold either file paths (PNG, JPEG, BMP, TIFF, GIF, DICOM, NIfTI, NumPy) or, for MedMNIST-style
+``npz`` files, the image arrays themselves. :class:`LoadImageOrArray` (and its dictionary twin
+:class:`LoadImageOrArrayd`) turns both into the same float tensor, so one transform chain serves every
+data source, and the same picture gives the same tensor whether it comes from a PNG on disk or from an
+array in memory.
+
+Orientation convention (differs from MONAI's default on purpose):
+    the output is channel-first ``(C, H, W)`` (``(C, D, H, W)`` for volumes) with ``H`` the image rows
+    as displayed, i.e. the layout of the array that ``numpy.asarray(PIL.Image.open(f))`` or a MedMNIST
+    ``npz`` holds. MONAI's ``PILReader`` and ``PydicomReader`` swap the two spatial axes by default
+    (``reverse_indexing`` / ``swap_ij``); here they are created with the swap switched off, so that
+    file and array inputs agree without transposing the arrays.
+
+Channels:
+    grey files and 2-D arrays give ``C = 1``; RGB(A) files and ``(H, W, 3|4)`` arrays give ``C = 3|4``.
+    ``channels=1`` converts colour to grey with the ITU-R BT.601 luma weights
+    ``Y = 0.299 R + 0.587 G + 0.114 B`` (alpha dropped); ``channels=3`` repeats a grey channel three times
+    (alpha dropped), so grey and colour sources can feed one network.
+
+Metadata:
+    DICOM files are read with ``PydicomReader(prune_metadata=False)``; the full DICOM header then sits in
+    ``img.meta`` under MONAI's JSON keys (8 hex digits, e.g. ``"00280004"`` = PhotometricInterpretation,
+    ``"00281050"`` = WindowCenter) only when ``dicom_tags=True`` (needed by
+    :class:`monai_imbalance.transforms.MammogramIntensityd`, which removes them after use). By default those
+    tag entries are dropped, because headers that differ between files cannot be collated into a batch.
+
+Example (any data format of :func:`monai_imbalance.data.load_datalists`)::
+
+    Compose([
+        LoadImageOrArrayd(keys="image"),              # (C, H, W) float32, channel-first already
+        ScaleIntensityd(keys="image"),
+        Resized(keys="image", spatial_size=(224, 224)),
+    ])
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Hashable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor, NibabelReader, NumpyReader, PILReader, PydicomReader
+from monai.data.utils import is_supported_format
+from monai.transforms import LoadImage, MapTransform, Transform
+from monai.utils import ensure_tuple_rep
+
+__all__ = [
+    "PICTURE_SUFFIXES",
+    "LoadImageOrArray",
+    "LoadImageOrArrayd",
+    "PictureReader",
+    "convert_channels",
+    "strip_dicom_tags",
+]
+
+#: File suffixes read through Pillow (lower case, without the dot).
+PICTURE_SUFFIXES: tuple[str, ...] = ("png", "jpg", "jpeg", "bmp", "tif", "tiff", "gif")
+
+#: Suffixes of files that MONAI's ``NibabelReader`` / ``NumpyReader`` read.
+_NIFTI_SUFFIXES = ("nii", "nii.gz")
+_NUMPY_SUFFIXES = ("npy", "npz")
+
+_DICOM_TAG_KEY = re.compile(r"^[0-9A-Fa-f]{8}$")
+_LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+class PictureReader(PILReader):
+    """MONAI ``PILReader`` for PNG, JPEG, BMP, TIFF and GIF in display orientation, with fast JPEG draft decoding.
+
+    Args:
+        draft_size: if given (``int`` or ``(width, height)``), JPEG files are decoded at the smallest
+            power-of-two reduction (1/2, 1/4, 1/8) that is still at least this size in both axes, through
+            Pillow's ``Image.draft``. A 4096 px mammogram then decodes at 512 px in a fraction of the time.
+            Files of other formats are read at full size. ``None`` (default) always decodes at full size.
+        reverse_indexing: swap the two spatial axes like MONAI's default; ``False`` (default here) keeps
+            ``(H, W[, C])``.
+        kwargs: passed to ``PIL.Image.open``.
+    """
+
+    def __init__(
+        self, draft_size: int | Sequence[int] | None = None, reverse_indexing: bool = False, **kwargs: Any
+    ) -> None:
+        super().__init__(reverse_indexing=reverse_indexing, **kwargs)
+        if draft_size is not None:
+            size = tuple(int(s) for s in ensure_tuple_rep(draft_size, 2))
+            if min(size) < 1:
+                raise ValueError(f"draft_size must be positive, got {draft_size!r}.")
+            self.draft_size: tuple[int, int] | None = (size[0], size[1])
+        else:
+            self.draft_size = None
+
+    def verify_suffix(self, filename: Sequence[str | Path] | str | Path) -> bool:
+        return is_supported_format(filename, PICTURE_SUFFIXES)
+
+    def read(self, data: Sequence[str | Path] | str | Path | np.ndarray, **kwargs: Any):
+        img = super().read(data, **kwargs)
+        if self.draft_size is not None:
+            for i in img if isinstance(img, list) else [img]:
+                if i.format == "JPEG":
+                    i.draft(i.mode, self.draft_size)
+        return img
+
+    def _get_spatial_shape(self, img) -> np.ndarray:
+        # MONAI reports (width, height) even when the axes are not reversed; report the array's own order
+        return np.asarray((img.width, img.height) if self.reverse_indexing else (img.height, img.width))
+
+
+def strip_dicom_tags(meta: dict) -> dict:
+    """Remove the DICOM header entries (keys of 8 hex digits, MONAI's DICOM JSON keys) from a meta dict in place."""
+    for key in [k for k in meta if isinstance(k, str) and _DICOM_TAG_KEY.match(k)]:
+        del meta[key]
+    return meta
+
+
+def convert_channels(img: torch.Tensor, channels: int | None) -> torch.Tensor:
+    """Convert a channel-first image to ``channels`` channels.
+
+    ``channels=1``: colour ``(3|4, ...)`` to grey by ``0.299 R + 0.587 G + 0.114 B`` (alpha dropped), grey and
+    grey+alpha keep their first channel. ``channels=3``: grey (+alpha) repeated three times, RGBA drops alpha.
+    ``None`` returns the input unchanged.
+
+    Raises:
+        ValueError: an unsupported ``channels`` value, or an input channel count other than 1-4.
+    """
+    if channels is None:
+        return img
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1, 3 or None, got {channels!r}.")
+    c = img.shape[0]
+    if c not in (1, 2, 3, 4):
+        raise ValueError(f"cannot convert an image with {c} channels (shape {tuple(img.shape)}) to {channels}.")
+    if channels == 1:
+        if c in (1, 2):
+            return img[:1]
+        w = torch.tensor(_LUMA_WEIGHTS, dtype=img.dtype, device=img.device).reshape(3, *([1] * (img.ndim - 1)))
+        return (img[:3] * w).sum(dim=0, keepdim=True)
+    if c in (1, 2):
+        return img[:1].repeat(3, *([1] * (img.ndim - 1)))
+    return img[:3]
+
+
+class LoadImageOrArray(Transform):
+    """Load an image file, or wrap an in-memory array, as a channel-first float ``MetaTensor``.
+
+    Files are read by MONAI's :class:`~monai.transforms.LoadImage` with these readers, chosen by suffix:
+    :class:`PictureReader` (PNG, JPEG, BMP, TIFF, GIF; Pillow), ``NibabelReader`` (NIfTI), ``NumpyReader``
+    (``.npy``/``.npz``) and ``PydicomReader`` (everything else: DICOM with or without a ``.dcm`` suffix;
+    rescale slope/intercept applied by MONAI).
+
+    Arrays (``numpy.ndarray`` or ``torch.Tensor``) are taken as ``(H, W)``, ``(H, W, C)`` with ``C`` in 1-4
+    (the MedMNIST layout) or ``(D, H, W)``; see ``array_channel_dim``.
+
+    Args:
+        dtype: output dtype (default ``float32``); values keep their stored range (e.g. 0-255 for 8-bit).
+        channels: ``1``, ``3`` or ``None`` (keep); see :func:`convert_channels`.
+        draft_size: decode JPEG files at a reduced size of at least this many pixels (see
+            :class:`PictureReader`); use it when the pipeline resizes to a much smaller size anyway.
+        dicom_tags: keep the full DICOM header in ``img.meta`` (for windowing / MONOCHROME1 handling).
+        array_channel_dim: for arrays: ``"auto"`` (a 3-D array whose last axis has 1-4 entries is
+            ``(H, W, C)``, any other 3-D array ``(D, H, W)``), ``-1`` or ``0`` (that axis holds channels), or
+            ``None`` (no channel axis).
+
+    Raises:
+        FileNotFoundError: a path that does not exist (names the file).
+        ValueError: a file that its reader cannot read, e.g. an unreadable DICOM (names the file and the reason).
+        TypeError: an input that is neither a path nor an array.
+    """
+
+    def __init__(
+        self,
+        dtype: torch.dtype | np.dtype | type | None = np.float32,
+        channels: int | None = None,
+        draft_size: int | Sequence[int] | None = None,
+        dicom_tags: bool = False,
+        array_channel_dim: int | str | None = "auto",
+    ) -> None:
+        if channels not in (None, 1, 3):
+            raise ValueError(f"channels must be 1, 3 or None, got {channels!r}.")
+        if array_channel_dim not in ("auto", -1, 0, None):
+            raise ValueError(f"array_channel_dim must be 'auto', -1, 0 or None, got {array_channel_dim!r}.")
+        self.dtype = dtype
+        self.channels = channels
+        self.dicom_tags = dicom_tags
+        self.array_channel_dim = array_channel_dim
+        # readers are tried from last to first; the DICOM reader accepts any suffix, so it comes first (tried last)
+        readers = [
+            PydicomReader(swap_ij=False, prune_metadata=False),
+            NumpyReader(),
+            NibabelReader(),
+            PictureReader(draft_size=draft_size),
+        ]
+        self.loader = LoadImage(reader=readers, image_only=True, dtype=dtype, ensure_channel_first=True)
+        # choose among exactly these readers by file suffix (MONAI's mode for reader=None), instead of trying
+        # each reader in turn and hiding the real error of an unreadable file behind the others' failures
+        self.loader.auto_select = True
+
+    def __call__(self, data: str | Path | np.ndarray | torch.Tensor) -> torch.Tensor:
+        if isinstance(data, (np.ndarray, torch.Tensor)):
+            img = self._from_array(data)
+        elif isinstance(data, (str, Path)):
+            img = self._from_file(Path(data))
+        else:
+            raise TypeError(f"expected an image path or an array, got {type(data).__name__}.")
+        if self.channels is not None:
+            converted = convert_channels(img.as_tensor() if isinstance(img, MetaTensor) else img, self.channels)
+            img = MetaTensor(converted, meta=img.meta) if isinstance(img, MetaTensor) else converted
+        return img
+
+    def _from_file(self, path: Path) -> torch.Tensor:
+        if not path.is_file():
+            raise FileNotFoundError(f"image file not found: {path}")
+        try:
+            with warnings.catch_warnings():
+                # 2-D projection images (mammograms, radiographs) rarely carry patient orientation tags
+                warnings.filterwarnings("ignore", message="PydicomReader: ImageOrientationPatient")
+                img = self.loader(path)
+        except Exception as e:
+            raise ValueError(f"cannot read image file {path}: {type(e).__name__}: {e}") from e
+        if isinstance(img, MetaTensor) and not self.dicom_tags:
+            strip_dicom_tags(img.meta)
+        return img
+
+    def _from_array(self, array: np.ndarray | torch.Tensor) -> MetaTensor:
+        arr = array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
+        if arr.ndim not in (2, 3):
+            raise ValueError(f"expected an image array of 2 or 3 dimensions, got shape {arr.shape}.")
+        channel_dim = self.array_channel_dim
+        if channel_dim == "auto":
+            channel_dim = -1 if arr.ndim == 3 and arr.shape[-1] <= 4 else None
+        if channel_dim is None:
+            arr = arr[None]
+        elif channel_dim == -1:
+            if arr.ndim != 3:
+                raise ValueError(f"array_channel_dim=-1 needs an (H, W, C) array, got shape {arr.shape}.")
+            arr = np.moveaxis(arr, -1, 0)
+        elif arr.ndim != 3:
+            raise ValueError(f"array_channel_dim=0 needs a (C, H, W) array, got shape {arr.shape}.")
+        tensor = torch.from_numpy(np.array(arr, order="C", copy=True))  # own memory: datalist arrays stay intact
+        if self.dtype is not None:
+            tensor = tensor.to(_torch_dtype(self.dtype))
+        meta = {
+            "spatial_shape": np.asarray(arr.shape[1:]),
+            "original_channel_dim": 0,
+            "filename_or_obj": "",
+        }
+        return MetaTensor(tensor, meta=meta)
+
+
+def _torch_dtype(dtype: torch.dtype | np.dtype | type) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    return torch.from_numpy(np.zeros(0, dtype=dtype)).dtype
+
+
+class LoadImageOrArrayd(MapTransform):
+    """Dictionary version of :class:`LoadImageOrArray`: ``data[key]`` is a path or an array.
+
+    Args:
+        keys: keys of the items to load (usually ``"image"``).
+        allow_missing_keys: skip keys that are absent.
+        other args: see :class:`LoadImageOrArray`.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        dtype: torch.dtype | np.dtype | type | None = np.float32,
+        channels: int | None = None,
+        draft_size: int | Sequence[int] | None = None,
+        dicom_tags: bool = False,
+        array_channel_dim: int | str | None = "auto",
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.loader = LoadImageOrArray(
+            dtype=dtype,
+            channels=channels,
+            draft_size=draft_size,
+            dicom_tags=dicom_tags,
+            array_channel_dim=array_channel_dim,
+        )
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.loader(d[key])
+        return d
