@@ -124,11 +124,11 @@ def test_picture_reader_reports_array_order_spatial_shape(tmp_path, rgb):
 
 def test_bad_inputs_name_the_problem(tmp_path):
     load = LoadImageOrArray()
-    with pytest.raises(FileNotFoundError, match="missing.png"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.png"):
         load(tmp_path / "missing.png")
     bad = tmp_path / "broken.dcm"
     bad.write_bytes(b"not a dicom file")
-    with pytest.raises(ValueError, match="broken.dcm"):
+    with pytest.raises(ValueError, match=r"broken\.dcm"):
         load(bad)
     with pytest.raises(TypeError, match="path or an array"):
         load(3)
