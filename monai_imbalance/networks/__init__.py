@@ -1,1 +1,5 @@
 """Networks (FocusNet) and helpers that build MONAI networks with dropout."""
+
+from .dropout import add_dropout, find_dropout_modules, mc_dropout_mode, set_dropout
+
+__all__ = ["add_dropout", "find_dropout_modules", "mc_dropout_mode", "set_dropout"]
