@@ -1,0 +1,377 @@
+"""Class-balancing index samplers: batch-balanced sampling, random over-sampling and under-sampling.
+
+The batch-balanced focal loss paper (BBFL) trains with batches that hold every class equally and
+compares against random over-sampling (ROS) and random under-sampling (RUS). The three samplers
+here draw *dataset indices* from the class labels of the datalist alone (no image is loaded), so
+they plug into any MONAI ``Dataset``/``DataLoader``:
+
+- :class:`BatchBalancedSampler`: every group of ``batch_size`` consecutive indices holds
+  ``batch_size // C`` samples of every class (the remainder is spread as described below);
+- :class:`OverSampler` (ROS): one epoch holds every class ``max_c n_c`` times, randomly ordered;
+- :class:`UnderSampler` (RUS): one epoch holds every class ``min_c n_c`` times, randomly ordered.
+
+Pairing with a data loader
+--------------------------
+Pass the sampler with the *same* batch size and no shuffling, so that the loader's batches are the
+sampler's groups::
+
+    sampler = BatchBalancedSampler(labels, batch_size=32, seed=0)
+    loader = monai.data.DataLoader(dataset, sampler=sampler, batch_size=32, shuffle=False, num_workers=2)
+
+``len(sampler)`` is always a multiple of ``batch_size``, so no partial batch occurs. In a bundle
+config (``get_sampler`` returns ``None`` for ``"none"``, which restores plain shuffling)::
+
+    imports: ["$import monai_imbalance"]
+    sampler_name: batch_balanced   # none | batch_balanced | over | under
+    train:
+      dataloader:
+        _target_: DataLoader
+        dataset: "@train#dataset"
+        sampler: "$monai_imbalance.data.get_sampler(@sampler_name, [d['label'] for d in @train_datalist],
+                   @batch_size, seed=@seed)"
+        batch_size: "@batch_size"
+        shuffle: "$@train#dataloader#sampler is None"
+
+Epochs and determinism
+----------------------
+The samplers subclass :class:`torch.utils.data.DistributedSampler`; MONAI's ``Workflow`` (e.g.
+``SupervisedTrainer``) detects that type on ``data_loader.sampler`` and calls ``set_epoch(epoch)`` when
+every epoch starts (with plain PyTorch loops, call it yourself). The indices are a deterministic
+function of ``(seed, epoch)`` and change from epoch to epoch.
+
+Class streams. The indices of class ``c`` (``N_c`` samples) are taken from a stream, and an epoch
+consumes ``q_c`` of them:
+
+- if ``q_c <= N_c`` (a majority class for this sampler) the stream is an endless sequence of random
+  permutations of the class, continued *across* epochs: samples are drawn without replacement until
+  the class is exhausted, then a fresh permutation starts. Every majority sample is used before any
+  is repeated, even when one epoch only takes a fraction of the class.
+- if ``q_c > N_c`` (a minority class) every epoch draws with replacement, stratified: the epoch's
+  ``q_c`` indices are ``ceil(q_c / N_c)`` concatenated random permutations of the class, truncated, so
+  every sample appears ``floor(q_c / N_c)`` or ``ceil(q_c / N_c)`` times (less variance than
+  independent draws).
+
+Remainders. When the slots of an epoch (or, for :class:`BatchBalancedSampler`, of a batch) do not
+divide by ``C``, every class gets the integer share and the ``r`` remaining slots go to classes in a
+cyclic order continued across batches and epochs: remainder slot ``k`` (counted from the first
+epoch) goes to class ``k mod C``. Within a batch these are ``r`` distinct classes, so every class
+has ``batch_size // C`` or ``batch_size // C + 1`` samples in every batch, and the totals stay
+balanced to within one sample over each epoch.
+
+Distributed training
+--------------------
+An epoch is a sequence of global batches generated identically on every rank; rank ``r`` of ``R``
+takes batches ``r, r + R, r + 2R, ...`` (whole batches, so each rank's batches stay balanced). The
+number of global batches is rounded *up* to a multiple of ``R`` so every rank runs the same number of
+iterations (as ``DistributedDataParallel`` requires); the union of the ranks' batches is then the
+single-replica epoch of that many batches. ``num_replicas``/``rank`` default to the initialised
+``torch.distributed`` process group, else one replica.
+
+Segmentation counterpart
+------------------------
+For patch-based segmentation the balancing happens at the patch level, and MONAI already does it:
+``RandCropByPosNegLabeld`` (binary: ``pos``/``neg`` set the ratio of patches centred on foreground
+and background voxels) and ``RandCropByLabelClassesd`` (multiclass: ``ratios`` per class, ``None``
+for equal). The segmentation bundles use them in the training transforms instead of a sampler::
+
+    - _target_: RandCropByPosNegLabeld
+      keys: [image, label]
+      label_key: label
+      spatial_size: [48, 48]
+      pos: 1
+      neg: 1
+      num_samples: 4
+    # multiclass labels (channel-first index map):
+    - _target_: RandCropByLabelClassesd
+      keys: [image, label]
+      label_key: label
+      spatial_size: [48, 48]
+      num_classes: 3
+      ratios: [1, 1, 1]
+      num_samples: 4
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DistributedSampler
+
+from monai_imbalance.data.class_weights import as_class_indices
+
+__all__ = ["SAMPLER_NAMES", "BatchBalancedSampler", "OverSampler", "UnderSampler", "get_sampler"]
+
+SAMPLER_NAMES = ("none", "batch_balanced", "over", "under")
+
+# tags that keep the random streams of one seed independent of each other
+_CARRY_STREAM, _CYCLE_STREAM, _LAYOUT_STREAM = 0, 1, 2
+
+LabelsLike = Sequence[int] | np.ndarray | torch.Tensor
+
+
+def _check_int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _resolve_replicas(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
+    """``num_replicas``/``rank`` given, else from the initialised process group, else ``(1, 0)``."""
+    initialised = dist.is_available() and dist.is_initialized()
+    if num_replicas is None:
+        num_replicas = dist.get_world_size() if initialised else 1
+    if rank is None:
+        rank = dist.get_rank() if initialised else 0
+    num_replicas = _check_int("num_replicas", num_replicas, 1)
+    rank = _check_int("rank", rank, 0)
+    if rank >= num_replicas:
+        raise ValueError(f"rank must lie in [0, num_replicas={num_replicas}), got {rank}")
+    return num_replicas, rank
+
+
+def _cyclic_share(total: int, cls: np.ndarray, num_classes: int) -> np.ndarray:
+    """How many of the slots ``0 .. total-1`` go to each class when slot ``k`` goes to class ``k mod C``."""
+    return (total - cls + num_classes - 1) // num_classes
+
+
+class _ClassBalancedSampler(DistributedSampler):
+    """Shared machinery: label checks, per-class index streams, epoch layout and sharding into whole batches.
+
+    Subclasses set ``self._base_quota`` (slots of every class per epoch), ``self._remainder`` (extra slots
+    per epoch, spread cyclically over the classes) and implement :meth:`_layout`.
+    """
+
+    def __init__(
+        self,
+        labels: LabelsLike,
+        batch_size: int,
+        num_batches: int | None = None,
+        seed: int = 0,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        num_classes: int | None = None,
+    ) -> None:
+        self.labels = as_class_indices(labels, num_classes)
+        self.num_classes = int(self.labels.max()) + 1 if num_classes is None else int(num_classes)
+        counts = np.bincount(self.labels, minlength=self.num_classes)
+        empty = np.flatnonzero(counts == 0)
+        if empty.size:
+            raise ValueError(
+                f"classes {empty.tolist()} have no samples (class counts {counts.tolist()}); a class sampler needs "
+                "every class in [0, num_classes) present: fix num_classes or the datalist"
+            )
+        self.class_counts: list[int] = counts.tolist()
+        self.batch_size = _check_int("batch_size", batch_size, 1)
+        if num_batches is not None:
+            num_batches = _check_int("num_batches", num_batches, 1)
+        self._check_batch_size()
+        seed = _check_int("seed", seed, 0)
+        num_replicas, rank = _resolve_replicas(num_replicas, rank)
+        super().__init__(self.labels, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=False)
+
+        requested = self._default_num_batches() if num_batches is None else num_batches
+        #: global batches per epoch (all ranks together), a multiple of ``num_replicas``
+        self.num_batches = math.ceil(requested / num_replicas) * num_replicas
+        self.total_size = self.num_batches * self.batch_size
+        self.num_samples = self.total_size // num_replicas
+        self._set_quotas()
+        ends = np.cumsum(counts)
+        order = np.argsort(self.labels, kind="stable")
+        self._members = [order[end - n : end] for n, end in zip(counts, ends, strict=True)]
+        largest_quota = self._base_quota + math.ceil(self._remainder / self.num_classes)
+        self._carries = [largest_quota <= n for n in counts]
+
+    # --- hooks for the subclasses -------------------------------------------------------------------------------
+    def _check_batch_size(self) -> None:
+        """Raise if ``batch_size`` does not suit the sampler."""
+
+    def _default_num_batches(self) -> int:
+        raise NotImplementedError
+
+    def _set_quotas(self) -> None:
+        """Per epoch: every class gets ``T // C`` slots, the ``T mod C`` others go round the classes."""
+        self._base_quota, self._remainder = divmod(self.total_size, self.num_classes)
+
+    def _layout(self, streams: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+        """Arrange the classes' indices of one epoch into a ``(num_batches, batch_size)`` array."""
+        raise NotImplementedError
+
+    # --- class streams ------------------------------------------------------------------------------------------
+    def _class_stream(self, cls: int, start: int, size: int) -> np.ndarray:
+        """Indices ``start .. start+size-1`` of the stream of class ``cls`` in this epoch (see module docs)."""
+        members = self._members[cls]
+        n = members.size
+        if size == 0:
+            return members[:0]
+        if self._carries[cls]:
+            parts = []
+            for p in range(start // n, (start + size - 1) // n + 1):
+                perm = np.random.default_rng([self.seed, _CARRY_STREAM, cls, p]).permutation(n)
+                lo, hi = max(start - p * n, 0), min(start + size - p * n, n)
+                parts.append(members[perm[lo:hi]])
+            return np.concatenate(parts)
+        rng = np.random.default_rng([self.seed, _CYCLE_STREAM, cls, self.epoch])
+        passes = np.broadcast_to(members, (math.ceil(size / n), n))
+        return rng.permuted(passes, axis=1).ravel()[:size]
+
+    def _epoch_streams(self) -> list[np.ndarray]:
+        cls = np.arange(self.num_classes)
+        before = _cyclic_share(self.epoch * self._remainder, cls, self.num_classes)
+        after = _cyclic_share((self.epoch + 1) * self._remainder, cls, self.num_classes)
+        return [
+            self._class_stream(c, self.epoch * self._base_quota + int(before[c]), self._base_quota + int(e))
+            for c, e in enumerate(after - before)
+        ]
+
+    # --- public -------------------------------------------------------------------------------------------------
+    def index_batches(self) -> np.ndarray:
+        """This rank's batches of this epoch: ``int64`` ``(num_batches // num_replicas, batch_size)``."""
+        rng = np.random.default_rng([self.seed, _LAYOUT_STREAM, self.epoch])
+        batches = self._layout(self._epoch_streams(), rng)
+        return batches[self.rank :: self.num_replicas]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.index_batches().ravel().tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(dataset_size={len(self.labels)}, class_counts={self.class_counts}, "
+            f"batch_size={self.batch_size}, num_batches={self.num_batches}, seed={self.seed}, "
+            f"num_replicas={self.num_replicas}, rank={self.rank})"
+        )
+
+
+class BatchBalancedSampler(_ClassBalancedSampler):
+    """Yields dataset indices in groups of ``batch_size`` that hold every class equally (BBFL's batch balancing).
+
+    Each group holds ``k = batch_size // C`` indices of every class. If ``r = batch_size mod C > 0``, ``r``
+    distinct classes get one more, in a cyclic order over batches (see the module docs), so batch ``b`` of
+    epoch ``e`` has ``k + 1`` samples of class ``c`` iff ``(c - (e * B + b) * r) mod C < r`` where ``B`` is
+    the number of global batches per epoch. Minority classes repeat (drawn with replacement, stratified);
+    majority classes are drawn without replacement, continuing across epochs until exhausted. The order
+    within a batch is shuffled.
+
+    Use with ``DataLoader(dataset, sampler=sampler, batch_size=batch_size, shuffle=False)``.
+
+    Args:
+        labels: one class index per dataset item, e.g. ``[d["label"] for d in datalist]`` (list, array or
+            tensor of shape ``(N,)`` or ``(N, 1)``); no image is loaded.
+        batch_size: the data loader's batch size (per rank); at least ``C``.
+        num_batches: global batches per epoch (all ranks together); default ``max(1, N // batch_size)``.
+            Rounded up to a multiple of ``num_replicas``.
+        seed: non-negative seed; the indices are a function of ``(seed, epoch)``.
+        num_replicas: number of distributed ranks; default the process group's world size, else 1.
+        rank: this rank; default the process group's rank, else 0.
+        num_classes: ``C``; default ``max(labels) + 1``. Every class must have samples.
+
+    Raises:
+        ValueError: labels outside ``[0, C)`` or not one per sample, an empty class, ``batch_size < C``,
+            a non-positive ``batch_size``/``num_batches``, a negative seed or a rank outside ``[0, num_replicas)``.
+        TypeError: non-integer labels or arguments.
+    """
+
+    def _check_batch_size(self) -> None:
+        if self.batch_size < self.num_classes:
+            raise ValueError(
+                f"batch_size={self.batch_size} is smaller than the number of classes {self.num_classes}: "
+                "a batch cannot hold every class; increase batch_size"
+            )
+
+    def _default_num_batches(self) -> int:
+        return max(1, len(self.labels) // self.batch_size)
+
+    def _set_quotas(self) -> None:
+        self._per_batch, self._per_batch_remainder = divmod(self.batch_size, self.num_classes)
+        self._base_quota = self.num_batches * self._per_batch
+        self._remainder = self.num_batches * self._per_batch_remainder
+
+    def _layout(self, streams: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+        base = self._base_quota
+        columns = [s[:base].reshape(self.num_batches, self._per_batch) for s in streams]
+        if self._remainder:
+            extras = np.empty(self._remainder, dtype=np.int64)
+            first = self.epoch * self._remainder  # remainder slots used by the previous epochs
+            for c, s in enumerate(streams):
+                extras[(c - first) % self.num_classes :: self.num_classes] = s[base:]
+            columns.append(extras.reshape(self.num_batches, self._per_batch_remainder))
+        return rng.permuted(np.concatenate(columns, axis=1), axis=1)
+
+
+class OverSampler(_ClassBalancedSampler):
+    """Random over-sampling (ROS): every epoch holds every class ``max_c n_c`` times, in random order.
+
+    The largest class appears once per epoch (each sample once); smaller classes are repeated up to that
+    count, each sample ``floor`` or ``ceil`` of ``max_c n_c / n_c`` times. The epoch is padded to whole batches
+    (and to a multiple of ``num_replicas`` batches) with further class-balanced draws, so class ``c`` appears
+    ``T // C`` or ``T // C + 1`` times in an epoch of ``T = num_batches * batch_size`` indices. Reshuffled every
+    epoch; the batches are *not* individually balanced (that is :class:`BatchBalancedSampler`).
+
+    Same arguments, pairing and errors as :class:`BatchBalancedSampler`, except that any ``batch_size >= 1``
+    works and the default epoch is ``ceil(C * max_c n_c / batch_size)`` global batches.
+    """
+
+    def _default_num_batches(self) -> int:
+        return math.ceil(self.num_classes * max(self.class_counts) / self.batch_size)
+
+    def _layout(self, streams: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+        flat = np.concatenate(streams)
+        return flat[rng.permutation(flat.size)].reshape(self.num_batches, self.batch_size)
+
+
+class UnderSampler(OverSampler):
+    """Random under-sampling (RUS): every epoch holds every class ``min_c n_c`` times, in random order.
+
+    Larger classes are drawn without replacement, continuing across epochs, so every sample of a large class
+    is used once before any is used again. Padding to whole batches as in :class:`OverSampler`; the default
+    epoch is ``ceil(C * min_c n_c / batch_size)`` global batches.
+    """
+
+    def _default_num_batches(self) -> int:
+        return math.ceil(self.num_classes * min(self.class_counts) / self.batch_size)
+
+
+_SAMPLERS = {"batch_balanced": BatchBalancedSampler, "over": OverSampler, "under": UnderSampler}
+
+
+def get_sampler(
+    name: str,
+    labels: LabelsLike,
+    batch_size: int,
+    seed: int = 0,
+    num_batches: int | None = None,
+    num_classes: int | None = None,
+    num_replicas: int | None = None,
+    rank: int | None = None,
+) -> DistributedSampler | None:
+    """The sampler called ``name`` for a bundle's ``train#dataloader#sampler``; ``"none"`` gives ``None``.
+
+    Args:
+        name: ``"none"`` (plain shuffling: pair with ``shuffle=True``), ``"batch_balanced"``
+            (:class:`BatchBalancedSampler`), ``"over"`` (:class:`OverSampler`) or ``"under"`` (:class:`UnderSampler`).
+        labels, batch_size, seed, num_batches, num_classes, num_replicas, rank: passed to the sampler.
+
+    Raises:
+        ValueError: an unknown name (and the sampler's own errors).
+    """
+    if name not in SAMPLER_NAMES:
+        raise ValueError(f"unknown sampler {name!r}: choose one of {SAMPLER_NAMES}")
+    if name == "none":
+        return None
+    return _SAMPLERS[name](
+        labels,
+        batch_size,
+        num_batches=num_batches,
+        seed=seed,
+        num_replicas=num_replicas,
+        rank=rank,
+        num_classes=num_classes,
+    )
