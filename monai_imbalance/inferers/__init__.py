@@ -1,1 +1,5 @@
 """Inferers: Monte Carlo dropout around any MONAI inferer."""
+
+from .mc_dropout import MCDropoutInferer
+
+__all__ = ["MCDropoutInferer"]
