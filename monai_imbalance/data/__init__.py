@@ -1,14 +1,44 @@
 """Datalists, samplers for class imbalance and the repeat-acquisition simulation."""
 
 from .class_weights import as_class_indices, class_counts, class_weights
+from .csv_datalist import load_csv_datalists
+from .datalist import (
+    DATA_FORMATS,
+    LABEL_MAPS,
+    DatalistReport,
+    Datalists,
+    load_datalists,
+    validate_datalist,
+)
+from .folders import KNEE_ID_PATTERN, load_class_folder_datalists, load_knee_folder_datalists
+from .isic_classification import ISIC_TASK3_CLASSES, load_isic2018_task3_datalists
+from .medmnist import MEDMNIST_CLASS_NAMES, download_medmnist, load_medmnist_datalists, medmnist_url
 from .samplers import BatchBalancedSampler, OverSampler, UnderSampler, get_sampler
+from .splits import split_by_group
 
 __all__ = [
+    "DATA_FORMATS",
+    "ISIC_TASK3_CLASSES",
+    "KNEE_ID_PATTERN",
+    "LABEL_MAPS",
+    "MEDMNIST_CLASS_NAMES",
     "BatchBalancedSampler",
+    "DatalistReport",
+    "Datalists",
     "OverSampler",
     "UnderSampler",
     "as_class_indices",
     "class_counts",
     "class_weights",
+    "download_medmnist",
     "get_sampler",
+    "load_class_folder_datalists",
+    "load_csv_datalists",
+    "load_datalists",
+    "load_isic2018_task3_datalists",
+    "load_knee_folder_datalists",
+    "load_medmnist_datalists",
+    "medmnist_url",
+    "split_by_group",
+    "validate_datalist",
 ]
