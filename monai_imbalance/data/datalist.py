@@ -299,9 +299,9 @@ def validate_datalist(
                 raise ValueError(f"{where} (id {item.get('id')!r}): missing key(s) {missing}.")
             image = item.get("image")
             if isinstance(image, (str, os.PathLike)):
-                where = f"{where} ({image})"
                 if check_files and not Path(image).is_file():
-                    raise FileNotFoundError(f"image file not found: {image} ({where.split(' (')[0]}).")
+                    raise FileNotFoundError(f"image file not found: {image} ({where}).")
+                where = f"{where} ({image})"
             elif image is not None and not isinstance(image, np.ndarray) and not hasattr(image, "shape"):
                 raise TypeError(f"{where}: image must be a path or an array, got {type(image).__name__}.")
             if "label" in item:
