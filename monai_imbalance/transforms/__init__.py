@@ -2,8 +2,18 @@
 
 from .io import LoadImageOrArray, LoadImageOrArrayd, PictureReader
 from .mammography import MammogramIntensity, MammogramIntensityd, ResizeLongestPad, ResizeLongestPadd
+from .threshold import (
+    ApplyThreshold,
+    ApplyThresholdd,
+    class_priors,
+    prior_correction,
+    read_decision_rule,
+    select_threshold,
+)
 
 __all__ = [
+    "ApplyThreshold",
+    "ApplyThresholdd",
     "LoadImageOrArray",
     "LoadImageOrArrayd",
     "MammogramIntensity",
@@ -11,4 +21,8 @@ __all__ = [
     "PictureReader",
     "ResizeLongestPad",
     "ResizeLongestPadd",
+    "class_priors",
+    "prior_correction",
+    "read_decision_rule",
+    "select_threshold",
 ]
