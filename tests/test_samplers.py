@@ -100,6 +100,15 @@ def test_deterministic_per_seed_and_epoch_and_changing_across_epochs():
     assert epoch_indices(a, 4).tolist() != epoch_indices(other_seed, 4).tolist()
 
 
+@pytest.mark.parametrize("cls", [BatchBalancedSampler, UnderSampler])
+def test_epochs_do_not_depend_on_the_order_they_are_visited(cls):
+    labels = make_labels()  # the majority class spans several epochs: its cached pass must not leak
+    forward = cls(labels, batch_size=9, seed=2)
+    in_order = [epoch_indices(forward, e).tolist() for e in range(6)]
+    backward = cls(labels, batch_size=9, seed=2)
+    assert [epoch_indices(backward, e).tolist() for e in reversed(range(6))] == in_order[::-1]
+
+
 def test_num_batches_sets_the_epoch_length():
     labels = make_labels()
     sampler = BatchBalancedSampler(labels, batch_size=6, num_batches=25)

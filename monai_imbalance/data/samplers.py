@@ -186,6 +186,7 @@ class _ClassBalancedSampler(DistributedSampler):
         self._members = [order[end - n : end] for n, end in zip(counts, ends, strict=True)]
         largest_quota = self._base_quota + math.ceil(self._remainder / self.num_classes)
         self._carries = [largest_quota <= n for n in counts]
+        self._pass_cache: dict[int, tuple[tuple[int, int], np.ndarray]] = {}
 
     # --- hooks for the subclasses -------------------------------------------------------------------------------
     def _check_batch_size(self) -> None:
@@ -212,13 +213,25 @@ class _ClassBalancedSampler(DistributedSampler):
         if self._carries[cls]:
             parts = []
             for p in range(start // n, (start + size - 1) // n + 1):
-                perm = np.random.default_rng([self.seed, _CARRY_STREAM, cls, p]).permutation(n)
                 lo, hi = max(start - p * n, 0), min(start + size - p * n, n)
-                parts.append(members[perm[lo:hi]])
+                parts.append(self._carry_pass(cls, p)[lo:hi])
             return np.concatenate(parts)
         rng = np.random.default_rng([self.seed, _CYCLE_STREAM, cls, self.epoch])
         passes = np.broadcast_to(members, (math.ceil(size / n), n))
         return rng.permuted(passes, axis=1).ravel()[:size]
+
+    def _carry_pass(self, cls: int, p: int) -> np.ndarray:
+        """Pass ``p`` of the stream of class ``cls``: a permutation of its members, a function of ``(seed, cls, p)``.
+
+        The latest pass of every class is cached: a large class is usually consumed over several epochs.
+        """
+        key = (self.seed, p)
+        cached = self._pass_cache.get(cls)
+        if cached is None or cached[0] != key:
+            members = self._members[cls]
+            perm = np.random.default_rng([self.seed, _CARRY_STREAM, cls, p]).permutation(members.size)
+            cached = self._pass_cache[cls] = (key, members[perm])
+        return cached[1]
 
     def _epoch_streams(self) -> list[np.ndarray]:
         cls = np.arange(self.num_classes)
