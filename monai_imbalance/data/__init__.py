@@ -14,6 +14,16 @@ from .folders import KNEE_ID_PATTERN, load_class_folder_datalists, load_knee_fol
 from .isic_classification import ISIC_TASK3_CLASSES, load_isic2018_task3_datalists
 from .medmnist import MEDMNIST_CLASS_NAMES, download_medmnist, load_medmnist_datalists, medmnist_url
 from .samplers import BatchBalancedSampler, OverSampler, UnderSampler, get_sampler
+from .segmentation_datalists import (
+    DEFAULT_SEGMENTATION_FRACTIONS,
+    SEGMENTATION_FORMATS,
+    drive_datalist,
+    dsb2018_datalist,
+    dsb2018_npz_datalist,
+    isic2018_task1_datalist,
+    load_segmentation_datalists,
+    split_segmentation_datalist,
+)
 from .splits import split_by_group
 
 __all__ = [
@@ -41,4 +51,15 @@ __all__ = [
     "medmnist_url",
     "split_by_group",
     "validate_datalist",
+]
+
+__all__ += [
+    "DEFAULT_SEGMENTATION_FRACTIONS",
+    "SEGMENTATION_FORMATS",
+    "drive_datalist",
+    "dsb2018_datalist",
+    "dsb2018_npz_datalist",
+    "isic2018_task1_datalist",
+    "load_segmentation_datalists",
+    "split_segmentation_datalist",
 ]

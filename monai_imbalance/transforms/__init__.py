@@ -1,5 +1,6 @@
 """MONAI transforms: image/array loading, mammography pre-processing, decision thresholds."""
 
+from .binary_mask import LoadBinaryMask, LoadBinaryMaskd, mask_picture_to_grey
 from .io import LoadImageOrArray, LoadImageOrArrayd, PictureReader
 from .mammography import MammogramIntensity, MammogramIntensityd, ResizeLongestPad, ResizeLongestPadd
 from .threshold import (
@@ -26,3 +27,5 @@ __all__ = [
     "read_decision_rule",
     "select_threshold",
 ]
+
+__all__ += ["LoadBinaryMask", "LoadBinaryMaskd", "mask_picture_to_grey"]
