@@ -8,6 +8,18 @@ from .repeatability import (
     intraclass_correlation,
     repeatability_report,
 )
+from .segmentation import (
+    DEFAULT_AUC_BINS,
+    DEFAULT_SEGMENTATION_METRICS,
+    MaskedConfusionMatrixMetric,
+    PixelROCAUCMetric,
+    compute_pixel_roc_auc,
+    compute_segmentation_scores,
+    field_of_view_label,
+    masked_confusion_matrix,
+    pixel_score_histograms,
+    roc_auc_from_histograms,
+)
 
 __all__ = [
     "RepeatabilityMetric",
@@ -16,4 +28,17 @@ __all__ = [
     "continuous_score",
     "intraclass_correlation",
     "repeatability_report",
+]
+
+__all__ += [
+    "DEFAULT_AUC_BINS",
+    "DEFAULT_SEGMENTATION_METRICS",
+    "MaskedConfusionMatrixMetric",
+    "PixelROCAUCMetric",
+    "compute_pixel_roc_auc",
+    "compute_segmentation_scores",
+    "field_of_view_label",
+    "masked_confusion_matrix",
+    "pixel_score_histograms",
+    "roc_auc_from_histograms",
 ]
