@@ -1,6 +1,22 @@
 """Metrics: repeatability, and the classification and segmentation metrics MONAI lacks."""
 
 from .bland_altman import bland_altman_plot
+from .classification import (
+    CLASSIFICATION_METRIC_NAMES,
+    ClassificationMetric,
+    MacroF1Metric,
+    accuracy,
+    balanced_accuracy,
+    check_decision_rule,
+    check_probabilities,
+    classification_report,
+    confusion_matrix,
+    f1_score,
+    precision_score,
+    predicted_classes,
+    recall_score,
+    roc_auc,
+)
 from .repeatability import (
     RepeatabilityMetric,
     compare_repeatability,
@@ -28,6 +44,23 @@ __all__ = [
     "continuous_score",
     "intraclass_correlation",
     "repeatability_report",
+]
+
+__all__ += [
+    "CLASSIFICATION_METRIC_NAMES",
+    "ClassificationMetric",
+    "MacroF1Metric",
+    "accuracy",
+    "balanced_accuracy",
+    "check_decision_rule",
+    "check_probabilities",
+    "classification_report",
+    "confusion_matrix",
+    "f1_score",
+    "precision_score",
+    "predicted_classes",
+    "recall_score",
+    "roc_auc",
 ]
 
 __all__ += [
