@@ -1,6 +1,19 @@
 """Networks (FocusNet) and helpers that build MONAI networks with dropout."""
 
 from .dropout import add_dropout, find_dropout_modules, mc_dropout_mode, set_dropout
+from .factory import NETWORK_NAMES, PretrainedWeightsUnavailableError, get_network
 from .focusnet import FocusNet
+from .heads import NormedLinear, find_final_linear, replace_with_cosine_head
+from .small_cnn import SmallCNN
 
 __all__ = ["FocusNet", "add_dropout", "find_dropout_modules", "mc_dropout_mode", "set_dropout"]
+
+__all__ += [
+    "NETWORK_NAMES",
+    "NormedLinear",
+    "PretrainedWeightsUnavailableError",
+    "SmallCNN",
+    "find_final_linear",
+    "get_network",
+    "replace_with_cosine_head",
+]
