@@ -1,5 +1,18 @@
 """Ignite handlers: metric reports, TensorBoard figures, deferred re-weighting."""
 
+from .classification_metric import BalancedAccuracy, ClassificationScore, MacroF1
+from .classification_report import ClassificationReportHandler, plot_confusion_matrix
+from .prediction_csv import PredictionCSVWriter, mc_dropout_uncertainty
 from .segmentation_figures import SegmentationFiguresHandler, plot_segmentation_overlays
 
 __all__ = ["SegmentationFiguresHandler", "plot_segmentation_overlays"]
+
+__all__ += [
+    "BalancedAccuracy",
+    "ClassificationReportHandler",
+    "ClassificationScore",
+    "MacroF1",
+    "PredictionCSVWriter",
+    "mc_dropout_uncertainty",
+    "plot_confusion_matrix",
+]
