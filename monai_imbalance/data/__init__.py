@@ -13,6 +13,7 @@ from .datalist import (
 from .folders import KNEE_ID_PATTERN, load_class_folder_datalists, load_knee_folder_datalists
 from .isic_classification import ISIC_TASK3_CLASSES, load_isic2018_task3_datalists
 from .medmnist import MEDMNIST_CLASS_NAMES, download_medmnist, load_medmnist_datalists, medmnist_url
+from .repeats import RepeatAcquisitions
 from .samplers import BatchBalancedSampler, OverSampler, UnderSampler, get_sampler
 from .segmentation_datalists import (
     DEFAULT_SEGMENTATION_FRACTIONS,
@@ -36,6 +37,7 @@ __all__ = [
     "DatalistReport",
     "Datalists",
     "OverSampler",
+    "RepeatAcquisitions",
     "UnderSampler",
     "as_class_indices",
     "class_counts",
