@@ -3,9 +3,10 @@
 from .classification_metric import BalancedAccuracy, ClassificationScore, MacroF1
 from .classification_report import ClassificationReportHandler, plot_confusion_matrix
 from .prediction_csv import PredictionCSVWriter, mc_dropout_uncertainty
+from .repeatability import RepeatabilityHandler
 from .segmentation_figures import SegmentationFiguresHandler, plot_segmentation_overlays
 
-__all__ = ["SegmentationFiguresHandler", "plot_segmentation_overlays"]
+__all__ = ["RepeatabilityHandler", "SegmentationFiguresHandler", "plot_segmentation_overlays"]
 
 __all__ += [
     "BalancedAccuracy",
