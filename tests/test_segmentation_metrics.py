@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from ignite.engine import Engine
+from monai.data import MetaTensor
 from monai.handlers import IgniteMetricHandler
 from monai.metrics import ConfusionMatrixMetric, DiceMetric, MeanIoU
 from sklearn.metrics import f1_score, jaccard_score, recall_score, roc_auc_score
@@ -240,6 +241,17 @@ def test_auc_metric_through_monai_ignite_handler():
     assert engine.state.metrics["auc"] == pytest.approx(compute_pixel_roc_auc(prob, y, fov).item(), abs=1e-12)
     jaccard = compute_segmentation_scores(prob, y, fov, ["jaccard"], threshold=0.5)["jaccard"].item()
     assert engine.state.metrics["jaccard"] == pytest.approx(jaccard)
+
+
+def test_metatensor_inputs_give_plain_results():
+    _, y, prob, fov = make_batch(seed=11)
+    meta = [MetaTensor(t, meta={"filename_or_obj": "x.png"}) for t in (prob, y, fov)]
+    auc = compute_pixel_roc_auc(*meta)
+    assert type(auc) is torch.Tensor
+    assert auc.item() == pytest.approx(compute_pixel_roc_auc(prob, y, fov).item())
+    counts = masked_confusion_matrix(*meta, threshold=0.5)
+    assert type(counts) is torch.Tensor
+    torch.testing.assert_close(counts, masked_confusion_matrix(prob, y, fov, threshold=0.5))
 
 
 def test_auc_accepts_half_precision_and_rejects_bad_input():

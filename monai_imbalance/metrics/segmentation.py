@@ -47,6 +47,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from monai.data import MetaTensor
 from monai.metrics import ConfusionMatrixMetric, CumulativeIterationMetric, get_confusion_matrix
 from monai.metrics.confusion_matrix import check_confusion_matrix_metric_name, compute_confusion_matrix_metric
 from monai.metrics.utils import create_ignore_mask
@@ -78,6 +79,12 @@ _ALIASES = {"jaccard": "threat score", "iou": "threat score", "jaccard index": "
 _DEFAULT_IGNORE_INDEX = -1
 
 
+def _plain(x: Any, device: torch.device | None = None) -> torch.Tensor:
+    """``x`` as a plain tensor (MONAI ``MetaTensor`` metadata dropped: the metrics need none of it)."""
+    t = torch.as_tensor(x, device=device)
+    return t.as_tensor() if isinstance(t, MetaTensor) else t
+
+
 def _monai_metric_name(name: str) -> str:
     """MONAI's confusion-matrix metric name for ``name`` (adds jaccard / iou / dice); raises ``ValueError``."""
     key = str(name).strip().lower().replace("_", " ")
@@ -94,7 +101,7 @@ def _monai_metric_name(name: str) -> str:
 
 def _spatial_mask(mask: torch.Tensor | Any, reference: torch.Tensor) -> torch.Tensor:
     """``mask`` as a boolean ``(B, 1, *spatial)`` tensor on ``reference``'s device; checks the shape."""
-    m = torch.as_tensor(mask, device=reference.device)
+    m = _plain(mask, reference.device)
     batch, spatial = reference.shape[0], tuple(reference.shape[2:])
     if m.ndim == reference.ndim - 1:
         m = m.unsqueeze(1)
@@ -191,7 +198,8 @@ def masked_confusion_matrix(
         ignore_index: MONAI's ``ignore_index`` (see the module docstring); combined with ``mask``.
         threshold: binarise ``y_pred >= threshold`` first (``None``: ``y_pred`` is binary already).
     """
-    y_pred, y = torch.as_tensor(y_pred), torch.as_tensor(y, device=torch.as_tensor(y_pred).device)
+    y_pred = _plain(y_pred)
+    y = _plain(y, y_pred.device)
     _check_pair(y_pred, y)
     y, _ = _combined_ignore(y, mask, ignore_index)
     if mask is not None and ignore_index is None:
@@ -334,8 +342,8 @@ def pixel_score_histograms(
     """
     if not isinstance(n_bins, int) or n_bins < 2:
         raise ValueError(f"n_bins must be an int >= 2, got {n_bins!r}")
-    y_pred = torch.as_tensor(y_pred)
-    y = torch.as_tensor(y, device=y_pred.device)
+    y_pred = _plain(y_pred)
+    y = _plain(y, y_pred.device)
     _check_pair(y_pred, y)
     y, valid = _combined_ignore(y, mask, ignore_index)
     if not include_background:
@@ -373,7 +381,7 @@ def roc_auc_from_histograms(
         the AUCs ``(...)``; with ``return_tie_bound``, also the largest possible deviation from the exact
         AUC due to foreground and background pixels sharing a bin, ``0.5 sum_k pos[k] neg[k] / (P N)``.
     """
-    h = torch.as_tensor(histograms).detach().cpu().to(torch.float64)
+    h = _plain(histograms).detach().cpu().to(torch.float64)
     if h.ndim < 2 or h.shape[-2] != 2:
         raise ValueError(f"histograms must have shape (..., 2, n_bins), got {tuple(h.shape)}")
     neg, pos = h[..., 0, :], h[..., 1, :]
@@ -462,7 +470,7 @@ class PixelROCAUCMetric(CumulativeIterationMetric):
     def extend(self, *data: Any) -> None:
         """Add the iteration's histograms to the running sum (one buffer entry, however many iterations)."""
         (histograms,) = data
-        total = torch.as_tensor(histograms).sum(dim=0)
+        total = _plain(histograms).sum(dim=0)
         if self._buffers is None or not self._buffers[0]:
             self._buffers = [[total]]
         else:
