@@ -18,6 +18,7 @@ from monai_imbalance.metrics import (
     compute_segmentation_scores,
     field_of_view_label,
     masked_confusion_matrix,
+    masked_output_transform,
     pixel_score_histograms,
     roc_auc_from_histograms,
 )
@@ -252,6 +253,44 @@ def test_metatensor_inputs_give_plain_results():
     counts = masked_confusion_matrix(*meta, threshold=0.5)
     assert type(counts) is torch.Tensor
     torch.testing.assert_close(counts, masked_confusion_matrix(prob, y, fov, threshold=0.5))
+
+
+def thresholded(transform):
+    """Binarise the predictions an output transform returns (DiceMetric wants binary masks)."""
+
+    def wrapped(output):
+        pred, label = transform(output)
+        if isinstance(pred, torch.Tensor):
+            return (pred >= 0.5).float(), label
+        return [(p >= 0.5).float() for p in pred], label
+
+    return wrapped
+
+
+def test_masked_output_transform_feeds_monai_handlers_batched_and_decollated():
+    """DiceMetric and PixelROCAUCMetric behind IgniteMetricHandler get the mask in the label, batched or per sample."""
+    batches = [make_batch(seed=s) for s in range(2)]
+    expected_auc = compute_pixel_roc_auc(*(torch.cat([b[i] for b in batches]) for i in (2, 1, 3))).item()
+    expected_dice = torch.cat(
+        [compute_segmentation_scores(b[0], b[1], b[3], ["dice"], per_image=True)["dice"] for b in batches]
+    ).mean()
+    outputs = {
+        "batched": [{"pred": b[2], "label": b[1], "mask": b[3]} for b in batches],
+        "decollated": [[{"pred": b[2][i], "label": b[1][i], "mask": b[3][i]} for i in range(3)] for b in batches],
+    }
+    for kind, data in outputs.items():
+        engine = Engine(lambda e, batch: batch)
+        IgniteMetricHandler(
+            metric_fn=PixelROCAUCMetric(ignore_index=-1), output_transform=masked_output_transform()
+        ).attach(engine, "auc")
+        IgniteMetricHandler(
+            metric_fn=DiceMetric(ignore_index=-1), output_transform=thresholded(masked_output_transform())
+        ).attach(engine, "dice")
+        engine.run(data, max_epochs=1)
+        assert engine.state.metrics["auc"] == pytest.approx(expected_auc, abs=1e-12), kind
+        assert engine.state.metrics["dice"] == pytest.approx(expected_dice.item(), abs=1e-6), kind
+    with pytest.raises(TypeError, match="engine output dict or a list of dicts"):
+        masked_output_transform()(torch.zeros(1))
 
 
 def test_auc_accepts_half_precision_and_rejects_bad_input():

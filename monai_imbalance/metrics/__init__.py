@@ -33,6 +33,7 @@ from .segmentation import (
     compute_segmentation_scores,
     field_of_view_label,
     masked_confusion_matrix,
+    masked_output_transform,
     pixel_score_histograms,
     roc_auc_from_histograms,
 )
@@ -72,6 +73,7 @@ __all__ += [
     "compute_segmentation_scores",
     "field_of_view_label",
     "masked_confusion_matrix",
+    "masked_output_transform",
     "pixel_score_histograms",
     "roc_auc_from_histograms",
 ]

@@ -14,7 +14,7 @@ pixels count. Alternatively, MONAI's ``ignore_index`` convention marks excluded 
 itself (a label-encoded ``C == 1`` label equal to ``ignore_index``; a one-hot label that is zero in every
 channel when ``ignore_index`` is not a class index). :func:`field_of_view_label` writes a mask into a label
 that way, which is how the mask reaches metrics behind MONAI's ignite handlers (they pass only
-``(y_pred, y)``).
+``(y_pred, y)``); :func:`masked_output_transform` does it as a handler's ``output_transform``.
 
 What MONAI already does right, and is reused: the confusion counts and every score derived from
 them (:func:`monai.metrics.get_confusion_matrix`, ``compute_confusion_matrix_metric``, the reductions
@@ -43,7 +43,7 @@ probability maps), and otherwise differs by at most
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -62,6 +62,7 @@ __all__ = [
     "compute_segmentation_scores",
     "field_of_view_label",
     "masked_confusion_matrix",
+    "masked_output_transform",
     "pixel_score_histograms",
     "roc_auc_from_histograms",
 ]
@@ -153,6 +154,39 @@ def field_of_view_label(
             "use a value outside [0, C) (e.g. -1) to mark pixels outside the mask"
         )
     return label * inside.to(label.dtype)
+
+
+def masked_output_transform(
+    pred_key: str = "pred",
+    label_key: str = "label",
+    mask_key: str = "mask",
+    ignore_index: int = _DEFAULT_IGNORE_INDEX,
+) -> Callable[[Any], tuple[Any, Any]]:
+    """An ignite ``output_transform``: ``(y_pred, y)`` with the mask written into ``y`` by :func:`field_of_view_label`.
+
+    MONAI's metric handlers pass only ``(y_pred, y)`` to their metric; this carries ``engine.state.output[mask_key]``
+    (e.g. the DRIVE field of view) along inside the label. Works on a batched output dict and on MONAI's
+    decollated list of per-sample dicts. Give the metric the same ``ignore_index``::
+
+        IgniteMetricHandler(metric_fn=PixelROCAUCMetric(ignore_index=-1), output_transform=masked_output_transform())
+        IgniteMetricHandler(metric_fn=DiceMetric(ignore_index=-1), output_transform=...)  # binary y_pred
+    """
+
+    def transform(output: Any) -> tuple[Any, Any]:
+        if isinstance(output, dict):
+            return output[pred_key], field_of_view_label(output[label_key], output[mask_key], ignore_index)
+        if isinstance(output, (list, tuple)) and output and isinstance(output[0], dict):
+            preds = [item[pred_key] for item in output]
+            labels = [
+                field_of_view_label(
+                    _plain(item[label_key]).unsqueeze(0), _plain(item[mask_key]).unsqueeze(0), ignore_index
+                )[0]
+                for item in output
+            ]
+            return preds, labels
+        raise TypeError(f"expected an engine output dict or a list of dicts, got {type(output).__name__}")
+
+    return transform
 
 
 def _combined_ignore(
