@@ -5,8 +5,14 @@ from .classification_report import ClassificationReportHandler, plot_confusion_m
 from .prediction_csv import PredictionCSVWriter, mc_dropout_uncertainty
 from .repeatability import RepeatabilityHandler
 from .segmentation_figures import SegmentationFiguresHandler, plot_segmentation_overlays
+from .threshold import ThresholdSelector
 
-__all__ = ["RepeatabilityHandler", "SegmentationFiguresHandler", "plot_segmentation_overlays"]
+__all__ = [
+    "RepeatabilityHandler",
+    "SegmentationFiguresHandler",
+    "ThresholdSelector",
+    "plot_segmentation_overlays",
+]
 
 __all__ += [
     "BalancedAccuracy",
