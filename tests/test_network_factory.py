@@ -38,15 +38,22 @@ def no_download(monkeypatch, tmp_path):
     return calls
 
 
-@pytest.mark.parametrize(
-    ("name", "cls"), [("resnet18", ResNet), ("efficientnet-b0", EfficientNetBN), ("small_cnn", SmallCNN)]
-)
+@pytest.mark.parametrize(("name", "cls"), [("resnet18", ResNet), ("small_cnn", SmallCNN)])
 def test_builds_each_family_with_the_right_output(name, cls):
     torch.manual_seed(0)
     net = get_network(name, spatial_dims=2, in_channels=1, out_channels=4)
     assert isinstance(net, cls)
     net.eval()
-    assert net(torch.randn(2, 1, 32, 32)).shape == (2, 4)
+    with torch.no_grad():
+        assert net(torch.randn(2, 1, 32, 32)).shape == (2, 4)
+
+
+def test_builds_efficientnet_without_downloading(no_download):
+    # MONAI's EfficientNetBN defaults to pretrained=True; get_network must not ask for weights
+    # (its first forward pass JIT-compiles the swish for seconds, so only the layers are checked)
+    net = get_network("efficientnet-b3", in_channels=1, out_channels=4)
+    assert isinstance(net, EfficientNetBN) and no_download == []
+    assert net._conv_stem.in_channels == 1 and net._fc.out_features == 4 and net._fc.in_features == 1536
 
 
 def test_densenet121_is_the_default_with_dropout_in_every_dense_layer(densenet):
@@ -54,11 +61,12 @@ def test_densenet121_is_the_default_with_dropout_in_every_dense_layer(densenet):
     dropouts = find_dropout_modules(densenet)
     assert len(dropouts) == 6 + 12 + 24 + 16 and {m.p for m in dropouts} == {0.2}  # one per dense layer
     densenet.eval()
-    assert densenet(torch.randn(2, 3, 32, 32)).shape == (2, 2)
+    with torch.no_grad():
+        assert densenet(torch.randn(2, 3, 32, 32)).shape == (2, 2)
 
 
-def test_resnet_depths_and_3d():
-    net = get_network("ResNet50", spatial_dims=3, in_channels=1, out_channels=3)
+def test_resnet_depths_and_a_3d_network():
+    net = get_network("ResNet50", in_channels=1, out_channels=3)
     assert isinstance(net.layer1[0], ResNetBottleneck) and [len(net.layer3), net.fc.in_features] == [6, 2048]
     assert len(get_network("resnet34", out_channels=2).layer3) == 6
     net3d = get_network("small_cnn", spatial_dims=3, in_channels=2, out_channels=3)
