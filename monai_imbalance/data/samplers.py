@@ -267,11 +267,10 @@ class BatchBalancedSampler(_ClassBalancedSampler):
     """Yields dataset indices in groups of ``batch_size`` that hold every class equally (BBFL's batch balancing).
 
     Each group holds ``k = batch_size // C`` indices of every class. If ``r = batch_size mod C > 0``, ``r``
-    distinct classes get one more, in a cyclic order over batches (see the module docs), so batch ``b`` of
-    epoch ``e`` has ``k + 1`` samples of class ``c`` iff ``(c - (e * B + b) * r) mod C < r`` where ``B`` is
-    the number of global batches per epoch. Minority classes repeat (drawn with replacement, stratified);
-    majority classes are drawn without replacement, continuing across epochs until exhausted. The order
-    within a batch is shuffled.
+    distinct classes get one more, in a cyclic order over batches (see the module docs), so global batch ``b``
+    of epoch ``e`` has ``k + 1`` samples of class ``c`` iff ``(c - (e * num_batches + b) * r) mod C < r``.
+    Minority classes repeat (drawn with replacement, stratified); majority classes are drawn without
+    replacement, continuing across epochs until exhausted. The order within a batch is shuffled.
 
     Use with ``DataLoader(dataset, sampler=sampler, batch_size=batch_size, shuffle=False)``.
 
