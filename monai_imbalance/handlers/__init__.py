@@ -2,6 +2,7 @@
 
 from .classification_metric import BalancedAccuracy, ClassificationScore, MacroF1
 from .classification_report import ClassificationReportHandler, plot_confusion_matrix
+from .deferred_reweighting import DeferredReweighting
 from .prediction_csv import PredictionCSVWriter, mc_dropout_uncertainty
 from .repeatability import RepeatabilityHandler
 from .segmentation_figures import SegmentationFiguresHandler, plot_segmentation_overlays
@@ -23,3 +24,5 @@ __all__ += [
     "mc_dropout_uncertainty",
     "plot_confusion_matrix",
 ]
+
+__all__ += ["DeferredReweighting"]

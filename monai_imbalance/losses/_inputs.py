@@ -1,0 +1,270 @@
+"""Argument checking and target handling shared by the losses (private module).
+
+Conventions used by every loss of :mod:`monai_imbalance.losses`:
+
+- ``input`` holds logits of shape ``(B, C)`` (classification) or ``(B, C, *S)`` (segmentation, ``S`` spatial
+  dims). Half and bfloat16 inputs are promoted to float32 so that the loss is computed in float32 even under
+  autocast; float64 stays float64 (used by ``gradcheck``). MONAI ``MetaTensor`` inputs are unwrapped to plain
+  tensors (the autograd graph is kept).
+- ``target`` is either a *label map* of class indices, shape ``(B,)``, ``(B, 1)``, ``(B, *S)`` or ``(B, 1, *S)``
+  (any integer, bool or float dtype holding integers), or a *dense* target with the input's shape (one-hot,
+  probabilities, or binary/multi-label masks).
+- ``to_onehot_y``: ``None`` infers the form from the shape (a target whose channel axis is missing or has size 1
+  while ``C > 1`` is a label map); ``True`` requires a label map, ``False`` a dense target. With ``C == 1``
+  (binary sigmoid) the target is the binary mask itself and ``to_onehot_y`` has no effect.
+- Per-class vectors (``weight``, per-class ``alpha``) always have length ``C``, background included, whatever
+  ``include_background`` says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from monai.utils import LossReduction
+
+ClassVector = Sequence[float] | torch.Tensor | np.ndarray
+
+
+def plain_tensor(value: torch.Tensor) -> torch.Tensor:
+    """Return ``value`` as a plain ``torch.Tensor`` (a ``MetaTensor`` is unwrapped, graph kept)."""
+    return value.as_tensor() if isinstance(value, MetaTensor) else value
+
+
+def float_logits(input: torch.Tensor, min_channels: int = 1) -> torch.Tensor:
+    """Check logits of shape ``(B, C[, *S])`` and return them as float32 (or float64 when given float64).
+
+    Raises:
+        TypeError: ``input`` is not a floating point tensor.
+        ValueError: ``input`` has fewer than two dimensions or fewer than ``min_channels`` channels.
+    """
+    if not isinstance(input, torch.Tensor):
+        raise TypeError(f"input must be a torch.Tensor of logits, got {type(input).__name__}.")
+    input = plain_tensor(input)
+    if not input.is_floating_point():
+        raise TypeError(f"input must hold floating point logits, got dtype {input.dtype}.")
+    if input.ndim < 2:
+        raise ValueError(f"input must have shape (B, C[, *spatial]), got {tuple(input.shape)}.")
+    if input.shape[1] < min_channels:
+        raise ValueError(
+            f"input must have at least {min_channels} channels (classes) on axis 1, got shape {tuple(input.shape)}."
+        )
+    if input.dtype in (torch.float16, torch.bfloat16):
+        input = input.float()
+    return input
+
+
+def check_reduction(reduction: LossReduction | str) -> str:
+    """Return the reduction as one of ``"none"``, ``"mean"``, ``"sum"``; ``ValueError`` otherwise."""
+    try:
+        return LossReduction(reduction).value
+    except ValueError:
+        raise ValueError(f"reduction must be one of 'none', 'mean', 'sum', got {reduction!r}.") from None
+
+
+def check_gamma(gamma: float, name: str = "gamma") -> float:
+    """A focusing exponent must be a finite number >= 0."""
+    gamma = float(gamma)
+    if not np.isfinite(gamma) or gamma < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {gamma}.")
+    return gamma
+
+
+def class_vector(
+    value: ClassVector | None, name: str, low: float = 0.0, high: float | None = None
+) -> torch.Tensor | None:
+    """Convert a per-class sequence to a 1-D float32 tensor, checking that its entries lie in ``[low, high]``.
+
+    Raises:
+        ValueError: not 1-D, empty, not finite or out of range.
+    """
+    if value is None:
+        return None
+    vec = torch.as_tensor(plain_tensor(value) if isinstance(value, torch.Tensor) else value).detach()
+    vec = vec.to(dtype=torch.float32)
+    if vec.ndim != 1 or vec.numel() == 0:
+        raise ValueError(
+            f"{name} must be a non-empty 1-D sequence with one value per class, got shape {tuple(vec.shape)}."
+        )
+    if not bool(torch.isfinite(vec).all()):
+        raise ValueError(f"{name} must hold finite values, got {vec.tolist()}.")
+    if bool((vec < low).any()) or (high is not None and bool((vec > high).any())):
+        bounds = f"[{low}, {high}]" if high is not None else f">= {low}"
+        raise ValueError(f"{name} values must be {bounds}, got {vec.tolist()}.")
+    return vec
+
+
+def check_class_length(vec: torch.Tensor | None, num_classes: int, name: str) -> None:
+    """``ValueError`` when a per-class vector does not have one entry per input channel."""
+    if vec is not None and vec.numel() != num_classes:
+        raise ValueError(
+            f"{name} has {vec.numel()} entries but the input has {num_classes} channels (classes); "
+            "give one value per class, background included."
+        )
+
+
+def split_target(
+    input: torch.Tensor, target: torch.Tensor, to_onehot_y: bool | None = None
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Tell a label map from a dense target (see the module docstring).
+
+    Returns:
+        ``(labels, None)`` with ``labels`` of shape ``(B, *S)`` in the target's dtype, or ``(None, dense)`` with
+        ``dense`` of the input's shape.
+
+    Raises:
+        TypeError: ``target`` is not a tensor.
+        ValueError: the target's shape fits neither form, or contradicts ``to_onehot_y``.
+    """
+    if not isinstance(target, torch.Tensor):
+        raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}.")
+    target = plain_tensor(target)
+    batch, channels, *spatial = input.shape
+    label_shapes = ((batch, *spatial), (batch, 1, *spatial))
+    shape = tuple(target.shape)
+    if channels == 1:
+        # binary (sigmoid) output: the target is the mask itself, with or without its channel axis
+        if shape == label_shapes[0]:
+            return None, target.unsqueeze(1)
+        if shape == tuple(input.shape):
+            return None, target
+    else:
+        is_dense = shape == tuple(input.shape)
+        is_labels = shape in label_shapes
+        if is_dense and to_onehot_y:
+            raise ValueError(
+                f"to_onehot_y=True expects a label map of shape {label_shapes[1]} or {label_shapes[0]}, "
+                f"got a target with the input's shape {shape}."
+            )
+        if is_labels and to_onehot_y is False:
+            raise ValueError(
+                f"target of shape {shape} is a label map but to_onehot_y=False expects a dense target of shape "
+                f"{tuple(input.shape)}; pass to_onehot_y=True (or None to infer it)."
+            )
+        if is_dense:
+            return None, target
+        if is_labels:
+            return (target[:, 0] if len(shape) == input.ndim else target), None
+    raise ValueError(
+        f"target shape {shape} does not match input shape {tuple(input.shape)}: expected class indices of shape "
+        f"{label_shapes[0]} or {label_shapes[1]}, or a dense target of shape {tuple(input.shape)}."
+    )
+
+
+def as_class_indices(labels: torch.Tensor, num_classes: int, ignore_index: int | None) -> torch.Tensor:
+    """Cast a label map to int64 and check every entry is a class index in ``[0, C)`` or ``ignore_index``.
+
+    Raises:
+        ValueError: an entry is out of range.
+    """
+    labels = labels.long()
+    if labels.numel() == 0:
+        return labels
+    low, high = (int(v) for v in torch.aminmax(labels))
+    if low >= 0 and high < num_classes:
+        return labels
+    bad = (labels < 0) | (labels >= num_classes)
+    if ignore_index is not None:
+        bad &= labels != ignore_index
+    if bool(bad.any()):
+        value = int(labels[bad][0])
+        ignore = f" or ignore_index={ignore_index}" if ignore_index is not None else ""
+        raise ValueError(f"target holds class index {value}; expected indices in [0, {num_classes - 1}]{ignore}.")
+    return labels
+
+
+def check_unit_interval(target: torch.Tensor, mask: torch.Tensor | None, what: str) -> None:
+    """``ValueError`` unless every (unmasked) entry of a binary/soft target lies in ``[0, 1]``."""
+    if target.numel() == 0:
+        return
+    values = target if mask is None else target.masked_fill(~mask, 0)
+    low, high = (float(v) for v in torch.aminmax(values.detach()))
+    if low < 0 or high > 1:
+        raise ValueError(f"{what} must hold values in [0, 1] (binary or soft labels), got range [{low}, {high}].")
+
+
+def reduce_loss(loss: torch.Tensor, reduction: str, normaliser: torch.Tensor | float | None = None) -> torch.Tensor:
+    """Apply a reduction; ``"mean"`` divides the sum by ``normaliser`` (the element count when ``None``).
+
+    A zero normaliser (every element ignored) yields a zero that is still connected to the graph.
+    """
+    if reduction == LossReduction.NONE.value:
+        return loss
+    total = loss.sum()
+    if reduction == LossReduction.SUM.value:
+        return total
+    if normaliser is None:
+        return total / max(loss.numel(), 1)
+    if isinstance(normaliser, torch.Tensor):
+        return total / normaliser.clamp_min(torch.finfo(total.dtype).tiny)
+    return total / max(float(normaliser), torch.finfo(total.dtype).tiny)
+
+
+def class_counts(cls_num_list: ClassVector, name: str = "cls_num_list") -> np.ndarray:
+    """Per-class sample counts as a float64 array, ordered by class index.
+
+    Raises:
+        ValueError: not a 1-D sequence of at least two finite values > 0 (a zero count has no margin/weight).
+    """
+    if isinstance(cls_num_list, torch.Tensor):
+        cls_num_list = plain_tensor(cls_num_list).detach().cpu().numpy()
+    try:
+        counts = np.asarray(cls_num_list, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a sequence of per-class counts, got {cls_num_list!r}.") from None
+    if counts.ndim != 1 or counts.size < 2:
+        raise ValueError(f"{name} must be a 1-D sequence with one count per class (>= 2 classes), got {counts!r}.")
+    if not np.isfinite(counts).all() or (counts <= 0).any():
+        raise ValueError(
+            f"{name} must hold finite counts > 0 for every class (a class without samples has no margin or "
+            f"weight), got {counts.tolist()}."
+        )
+    return counts
+
+
+def dense_target(input: torch.Tensor, target: torch.Tensor, to_onehot_y: bool | None = None) -> torch.Tensor:
+    """The target as a dense float tensor of the input's shape (class indices become one-hot).
+
+    Raises:
+        ValueError: shape mismatch, class indices out of range, or dense values outside ``[0, 1]``.
+    """
+    labels, dense = split_target(input, target, to_onehot_y)
+    if labels is not None:
+        labels = as_class_indices(labels, input.shape[1], None)
+        return torch.zeros_like(input).scatter_(1, labels.unsqueeze(1), 1.0)
+    assert dense is not None
+    check_unit_interval(dense, None, "target")
+    return dense.to(input.dtype)
+
+
+def activate(
+    input: torch.Tensor, sigmoid: bool, softmax: bool, other_act: Callable[[torch.Tensor], torch.Tensor] | None
+) -> torch.Tensor:
+    """Probabilities from logits with MONAI's ``sigmoid`` / ``softmax`` / ``other_act`` switches (none: as given).
+
+    Raises:
+        ValueError: more than one switch, or ``softmax`` over a single channel.
+        TypeError: ``other_act`` is not callable.
+    """
+    check_activation(sigmoid, softmax, other_act)
+    if sigmoid:
+        return torch.sigmoid(input)
+    if softmax:
+        if input.shape[1] == 1:
+            raise ValueError("softmax over a single channel is constant; use sigmoid=True for a binary output.")
+        return torch.softmax(input, dim=1)
+    if other_act is not None:
+        return other_act(input)
+    return input
+
+
+def check_activation(
+    sigmoid: bool, softmax: bool, other_act: Callable[[torch.Tensor], torch.Tensor] | None = None
+) -> None:
+    """At most one of ``sigmoid``, ``softmax``, ``other_act``; ``other_act`` callable."""
+    if other_act is not None and not callable(other_act):
+        raise TypeError(f"other_act must be None or callable, got {type(other_act).__name__}.")
+    if int(bool(sigmoid)) + int(bool(softmax)) + int(other_act is not None) > 1:
+        raise ValueError("Incompatible values: more than one of sigmoid=True, softmax=True, other_act.")

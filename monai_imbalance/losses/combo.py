@@ -1,0 +1,227 @@
+"""Combo loss (Taghanaki et al., 2019): a weighted cross-entropy term minus a Dice term.
+
+Per image ``b`` and class channel ``c`` (probabilities ``p``, one-hot or soft target ``t``, ``N`` spatial
+positions; a class ``weight`` ``w_c`` optionally scales the cross-entropy term):
+
+    mBCE_bc = -(1/N) sum_i w_c [beta t_i ln p_i + (1 - beta)(1 - t_i) ln(1 - p_i)]
+    DSC_bc  = (2 sum_i p_i t_i + s) / (sum_i p_i + sum_i t_i + s)
+    Combo_bc = alpha * mBCE_bc - (1 - alpha) * DSC_bc
+
+``beta`` weights the positive (false-negative) term and ``1 - beta`` the negative one; defaults
+``alpha = beta = 0.5``, ``s = 1``. As in the paper the Dice *coefficient* is subtracted, so the loss can be
+negative (its minimum is ``-(1 - alpha)``); it equals ``alpha * mBCE + (1 - alpha) * DiceLoss - (1 - alpha)``,
+i.e. the same gradients as the non-negative variant. ``'mean'`` averages ``Combo_bc`` over images and classes
+(the paper sums Dice over classes; identical for the binary case).
+
+Logarithms come from ``logsigmoid`` (sigmoid) or ``log_softmax`` (softmax) in float32; with probabilities given
+(no activation) they are clamped away from 0.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+import torch.nn.functional as F
+from monai.utils import LossReduction
+from torch.nn.modules.loss import _WeightedLoss
+
+from monai_imbalance.losses._inputs import (
+    ClassVector,
+    check_activation,
+    check_class_length,
+    check_reduction,
+    class_vector,
+    dense_target,
+    float_logits,
+    reduce_loss,
+)
+
+__all__ = ["ComboLoss", "combo_loss"]
+
+
+def _check_parameters(alpha: float, beta: float, smooth: float) -> tuple[float, float, float]:
+    alpha, beta, smooth = float(alpha), float(beta), float(smooth)
+    for name, value in (("alpha", alpha), ("beta", beta)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {value}.")
+    if not math.isfinite(smooth) or smooth < 0:
+        raise ValueError(f"smooth must be a finite number >= 0, got {smooth}.")
+    return alpha, beta, smooth
+
+
+def _log_probs(input: torch.Tensor, sigmoid: bool, softmax: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(p, ln p, ln(1 - p))`` for logits (sigmoid/softmax) or probabilities (neither)."""
+    tiny = torch.finfo(input.dtype).tiny
+    if sigmoid:
+        log_p = F.logsigmoid(input)
+        return torch.sigmoid(input), log_p, log_p - input  # ln(1 - sigmoid(x)) = logsigmoid(x) - x
+    if softmax:
+        if input.shape[1] == 1:
+            raise ValueError("softmax over a single channel is constant; use sigmoid=True for a binary output.")
+        log_p = torch.log_softmax(input, dim=1)
+        probs = log_p.exp()
+        return probs, log_p, torch.log(torch.expm1(log_p).neg().clamp_min(tiny))
+    return input, torch.log(input.clamp_min(tiny)), torch.log((1.0 - input).clamp_min(tiny))
+
+
+def _combo(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    alpha: float,
+    beta: float,
+    weight: torch.Tensor | None,
+    smooth: float,
+    sigmoid: bool,
+    softmax: bool,
+    include_background: bool,
+    to_onehot_y: bool | None,
+    batch: bool,
+    reduction: str,
+) -> torch.Tensor:
+    input = float_logits(input)
+    check_class_length(weight, input.shape[1], "weight")
+    onehot = dense_target(input, target, to_onehot_y)
+    probs, log_p, log_1mp = _log_probs(input, sigmoid, softmax)
+    if not include_background:
+        if input.shape[1] == 1:
+            warnings.warn("single channel prediction, `include_background=False` ignored.", stacklevel=3)
+        else:
+            probs, log_p, log_1mp, onehot = probs[:, 1:], log_p[:, 1:], log_1mp[:, 1:], onehot[:, 1:]
+            weight = weight[1:] if weight is not None else None
+    axes = list(range(2, probs.ndim))
+    if batch:
+        axes = [0, *axes]
+    # -(beta t ln p + (1 - beta)(1 - t) ln(1 - p))
+    if beta == 0.5:  # the default: one lerp
+        cross_entropy = torch.lerp(log_1mp, log_p, onehot).mul(-0.5)
+    else:
+        cross_entropy = torch.lerp(log_1mp * (1.0 - beta), log_p * beta, onehot).neg()
+    if weight is not None:
+        cross_entropy = cross_entropy * weight.to(input).view((1, -1) + (1,) * (input.ndim - 2))
+    if axes:
+        cross_entropy = cross_entropy.mean(axes)
+        tp = (probs * onehot).sum(axes)
+        dice = (2.0 * tp + smooth) / (probs.sum(axes) + onehot.sum(axes) + smooth)
+    else:  # classification input (B, C): every element is its own "image"
+        dice = (2.0 * probs * onehot + smooth) / (probs + onehot + smooth)
+    loss = alpha * cross_entropy - (1.0 - alpha) * dice
+    return reduce_loss(loss, reduction)
+
+
+def combo_loss(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    alpha: float = 0.5,
+    beta: float = 0.5,
+    weight: ClassVector | None = None,
+    smooth: float = 1.0,
+    *,
+    sigmoid: bool = False,
+    softmax: bool = False,
+    include_background: bool = True,
+    to_onehot_y: bool | None = None,
+    batch: bool = False,
+    reduction: LossReduction | str = LossReduction.MEAN,
+) -> torch.Tensor:
+    """Combo loss (see the module docstring).
+
+    Args:
+        input: logits ``(B, C[, *S])`` (probabilities in ``[0, 1]`` when neither activation is chosen).
+        target: class indices ``(B[, 1][, *S])`` or a one-hot / soft target of the input's shape.
+        alpha: weight of the cross-entropy term; ``1 - alpha`` weights the Dice term.
+        beta: weight of the positive cross-entropy term; ``1 - beta`` weights the negative one.
+        weight: class weights ``(C,)`` on the cross-entropy term.
+        smooth: Dice smoothing constant.
+        sigmoid: per-channel sigmoid.
+        softmax: softmax over the channels.
+        include_background: ``False`` drops channel 0.
+        to_onehot_y: ``None`` infers label map vs dense target from the shape.
+        batch: compute the Dice coefficient and the mean over the whole batch.
+        reduction: ``"none"`` -> ``(B, C)`` (``(C,)`` with ``batch``), ``"mean"`` or ``"sum"``.
+    """
+    check_activation(sigmoid, softmax)
+    alpha, beta, smooth = _check_parameters(alpha, beta, smooth)
+    return _combo(
+        input,
+        target,
+        alpha,
+        beta,
+        class_vector(weight, "weight"),
+        smooth,
+        sigmoid,
+        softmax,
+        include_background,
+        to_onehot_y,
+        batch,
+        check_reduction(reduction),
+    )
+
+
+class ComboLoss(_WeightedLoss):
+    """Combo loss module ``alpha * mBCE - (1 - alpha) * Dice`` (see the module docstring).
+
+    Args:
+        alpha: weight of the cross-entropy term (0.5).
+        beta: weight of the positive cross-entropy term (0.5).
+        weight: class weights ``(C,)`` on the cross-entropy term (a buffer).
+        smooth: Dice smoothing constant (1).
+        sigmoid: per-channel sigmoid (the paper's binary setting).
+        softmax: softmax over the channels.
+        include_background: ``False`` drops channel 0.
+        to_onehot_y: ``None`` infers label map vs dense target from the shape.
+        batch: compute the Dice coefficient over the whole batch.
+        reduction: ``"none"``, ``"mean"`` or ``"sum"``.
+
+    Example:
+        >>> loss = ComboLoss(sigmoid=True)
+        >>> loss(torch.randn(2, 1, 16, 16), torch.randint(0, 2, (2, 1, 16, 16))).shape
+        torch.Size([])
+    """
+
+    weight: torch.Tensor | None
+
+    def __init__(
+        self,
+        alpha: float = 0.5,
+        beta: float = 0.5,
+        weight: ClassVector | None = None,
+        smooth: float = 1.0,
+        *,
+        sigmoid: bool = False,
+        softmax: bool = False,
+        include_background: bool = True,
+        to_onehot_y: bool | None = None,
+        batch: bool = False,
+        reduction: LossReduction | str = LossReduction.MEAN,
+    ) -> None:
+        super().__init__(weight=class_vector(weight, "weight"), reduction=check_reduction(reduction))
+        check_activation(sigmoid, softmax)
+        self.alpha, self.beta, self.smooth = _check_parameters(alpha, beta, smooth)
+        self.sigmoid = bool(sigmoid)
+        self.softmax = bool(softmax)
+        self.include_background = include_background
+        self.to_onehot_y = to_onehot_y
+        self.batch = batch
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """``input (B, C[, *S])``, ``target`` indices or dense; returns the reduced loss."""
+        return _combo(
+            input,
+            target,
+            self.alpha,
+            self.beta,
+            self.weight,
+            self.smooth,
+            self.sigmoid,
+            self.softmax,
+            self.include_background,
+            self.to_onehot_y,
+            self.batch,
+            self.reduction,
+        )
+
+    def extra_repr(self) -> str:
+        mode = "sigmoid" if self.sigmoid else "softmax" if self.softmax else "probabilities"
+        return f"alpha={self.alpha}, beta={self.beta}, smooth={self.smooth}, {mode}, reduction={self.reduction!r}"

@@ -1,0 +1,165 @@
+"""``get_loss``: one place that turns a loss name and a set of common keywords into a configured loss module.
+
+Bundles switch the loss with a single override of ``name`` while always passing the same common keywords:
+classification bundles ``get_loss(name, class_counts=[...], weight=<class weights or None>)`` with logits
+``(B, C)`` and labels ``(B,)`` / ``(B, 1)``; segmentation bundles ``get_loss(name, sigmoid=True)`` (one output
+channel, binary masks) or ``get_loss(name, softmax=True, to_onehot_y=True)`` (``C`` channels, label maps).
+Each loss takes the common keywords that mean something for it and ignores the others:
+
+============== ================================= ============ ======== ================ =====================
+name           module                            class_counts weight   sigmoid/softmax  to_onehot_y,
+                                                                                        include_background
+============== ================================= ============ ======== ================ =====================
+ce             ``CrossEntropyLoss``              ignored      used     used (1)         used
+focal          ``FocalLoss``                     ignored      used     used (1)         used
+ldam           ``LDAMLoss``                      required     used     softmax only (2) used
+lmf            ``LMFLoss``                       required     used     softmax only (2) used
+dice           MONAI ``DiceLoss``                ignored      ignored  used             used
+jaccard        MONAI ``DiceLoss(jaccard=True)``  ignored      ignored  used             used
+tversky        MONAI ``TverskyLoss`` (3)         ignored      ignored  used             used
+focal_tversky  ``FocalTverskyLoss``              ignored      ignored  used             used
+combo          ``ComboLoss``                     ignored      used     used             used
+all            ``AdaptiveLogarithmicLoss`` over  ignored      ignored  used (by Dice)   used (by Dice)
+               MONAI ``DiceLoss`` (4)
+============== ================================= ============ ======== ================ =====================
+
+(1) the cross-entropy family always takes logits: ``sigmoid=True`` selects binary / multi-label (BCE-style),
+otherwise the softmax is implied (``softmax=True`` is accepted, ``softmax=False`` without ``sigmoid`` is an
+error). (2) ``sigmoid=True`` is an error. (3) defaults ``alpha=0.3`` (false positives, MONAI convention),
+``beta=0.7`` (false negatives): the Tversky setting of Salehi et al. used in the ALL paper, equal to the
+paper-convention ``FocalTverskyLoss(alpha=0.7, beta=0.3)`` without the focal exponent. (4) ``omega``,
+``epsilon``, ``delta`` go to the wrapper, every other keyword (``reduction`` included) to the Dice loss, and ALL
+is applied to what the Dice loss returns.
+
+"ignored" means the keyword is dropped (a non-``None`` ``weight`` that is dropped raises a ``UserWarning``).
+A common keyword left at ``None`` is not passed, so the module's own default applies. Every other keyword goes
+to the loss's constructor (e.g. ``gamma``, ``alpha``, ``max_m``, ``s``, ``reduction``, ``ignore_index``,
+``smooth_nr``, ``batch``); a keyword the constructor does not know raises a ``ValueError`` naming the accepted
+ones.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from monai.losses import DiceLoss, TverskyLoss
+from torch.nn.modules.loss import _Loss
+
+from monai_imbalance.losses._inputs import ClassVector
+from monai_imbalance.losses.adaptive_log import AdaptiveLogarithmicLoss
+from monai_imbalance.losses.combo import ComboLoss
+from monai_imbalance.losses.cross_entropy import CrossEntropyLoss
+from monai_imbalance.losses.focal import FocalLoss
+from monai_imbalance.losses.focal_tversky import FocalTverskyLoss
+from monai_imbalance.losses.ldam import LDAMLoss
+from monai_imbalance.losses.lmf import LMFLoss
+
+__all__ = ["LOSS_NAMES", "get_loss"]
+
+LOSS_NAMES = ("ce", "focal", "ldam", "lmf", "dice", "jaccard", "tversky", "focal_tversky", "combo", "all")
+_WEIGHTED = frozenset({"ce", "focal", "ldam", "lmf", "combo"})
+_ALL_KEYWORDS = frozenset({"omega", "epsilon", "delta"})
+
+
+def _accepted(factory: Callable[..., Any]) -> set[str]:
+    return {
+        name
+        for name, p in inspect.signature(factory).parameters.items()
+        if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    }
+
+
+def _build(name: str, factory: Callable[..., Any], fixed: dict[str, Any], kwargs: dict[str, Any]) -> Any:
+    """``factory(**fixed, **kwargs)`` with a clear error for unknown or clashing keywords."""
+    accepted = _accepted(factory)
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        raise ValueError(
+            f"get_loss({name!r}): unknown keyword(s) {unknown}; {factory.__name__} accepts "
+            f"{sorted(accepted - set(fixed))} besides the common keywords class_counts, weight, sigmoid, softmax, "
+            "to_onehot_y, include_background."
+        )
+    clash = sorted(set(kwargs) & set(fixed))
+    if clash:
+        raise ValueError(f"get_loss({name!r}): keyword(s) {clash} are set by the loss name or a common keyword.")
+    return factory(**fixed, **kwargs)
+
+
+def get_loss(
+    name: str,
+    *,
+    class_counts: ClassVector | None = None,
+    weight: ClassVector | None = None,
+    sigmoid: bool | None = None,
+    softmax: bool | None = None,
+    to_onehot_y: bool | None = None,
+    include_background: bool | None = None,
+    **kwargs: Any,
+) -> _Loss:
+    """Build the loss called ``name`` (one of :data:`LOSS_NAMES`), see the module docstring for the table.
+
+    Args:
+        name: ``ce``, ``focal``, ``ldam``, ``lmf``, ``dice``, ``jaccard``, ``tversky``, ``focal_tversky``,
+            ``combo`` or ``all`` (case-insensitive).
+        class_counts: training samples per class, ordered by class index (required by ``ldam`` and ``lmf``).
+        weight: class weights ``(C,)`` (used by ``ce``, ``focal``, ``ldam``, ``lmf``, ``combo``).
+        sigmoid: binary / multi-label output with a per-channel sigmoid.
+        softmax: multi-class output with a softmax over the channels.
+        to_onehot_y: the target is a label map (``None``: our losses infer it; MONAI's default ``False``).
+        include_background: include channel / class 0.
+        kwargs: loss-specific arguments passed to the constructor.
+
+    Returns:
+        A ``torch.nn.modules.loss._Loss`` module called as ``loss(input, target)``.
+
+    Raises:
+        ValueError: unknown name or keyword, missing ``class_counts``, or contradictory activation switches.
+
+    Example:
+        >>> get_loss("lmf", class_counts=[900, 90, 10], weight=None)
+        LMFLoss(classes=3, alpha=1.5, beta=1.0, gamma=1.5, max_m=0.5, s=30.0, reduction='mean')
+        >>> get_loss("all", softmax=True, to_onehot_y=True, delta=0.1)  # doctest: +ELLIPSIS
+        AdaptiveLogarithmicLoss(...)
+    """
+    key = str(name).strip().lower()
+    if key not in LOSS_NAMES:
+        raise ValueError(f"unknown loss name {name!r}; choose one of {list(LOSS_NAMES)}.")
+    if sigmoid and softmax:
+        raise ValueError(f"get_loss({key!r}): sigmoid=True and softmax=True are incompatible.")
+    if weight is not None and key not in _WEIGHTED:
+        warnings.warn(
+            f"get_loss({key!r}): class weights are not used by this loss (only by {sorted(_WEIGHTED)}); ignored.",
+            stacklevel=2,
+        )
+    given = {"to_onehot_y": to_onehot_y, "include_background": include_background}
+    shape_kw = {k: v for k, v in given.items() if v is not None}
+    act_kw = {k: v for k, v in {"sigmoid": sigmoid, "softmax": softmax}.items() if v is not None}
+
+    if key in ("ce", "focal", "ldam", "lmf"):
+        if softmax is False and not sigmoid:
+            raise ValueError(f"get_loss({key!r}) takes logits: pass sigmoid=True or softmax=True (or neither).")
+        fixed: dict[str, Any] = {"weight": weight, **shape_kw}
+        if key in ("ldam", "lmf"):
+            if sigmoid:
+                raise ValueError(f"get_loss({key!r}): the margin losses are softmax losses; sigmoid=True is invalid.")
+            if class_counts is None:
+                raise ValueError(f"get_loss({key!r}) needs class_counts (training samples per class).")
+            fixed["cls_num_list"] = class_counts
+            return _build(key, LDAMLoss if key == "ldam" else LMFLoss, fixed, kwargs)
+        fixed["sigmoid"] = bool(sigmoid)
+        return _build(key, CrossEntropyLoss if key == "ce" else FocalLoss, fixed, kwargs)
+    if key == "combo":
+        return _build(key, ComboLoss, {"weight": weight, **act_kw, **shape_kw}, kwargs)
+    if key == "focal_tversky":
+        return _build(key, FocalTverskyLoss, {**act_kw, **shape_kw}, kwargs)
+    if key == "tversky":
+        return _build(key, TverskyLoss, {**act_kw, **shape_kw}, {"alpha": 0.3, "beta": 0.7, **kwargs})
+    if key in ("dice", "jaccard"):
+        return _build(key, DiceLoss, {**act_kw, **shape_kw, "jaccard": key == "jaccard"}, kwargs)
+    # "all": ALL over MONAI's Dice loss
+    all_kw = {k: kwargs.pop(k) for k in list(kwargs) if k in _ALL_KEYWORDS}
+    dice = _build(key, DiceLoss, {**act_kw, **shape_kw}, kwargs)
+    return AdaptiveLogarithmicLoss(dice, reduction="none", **all_kw)
