@@ -233,6 +233,18 @@ def test_metric_binary_outputs_and_explicit_predictions():
     assert metric.aggregate()["disagreement_rate"] == 0.0
 
 
+def test_ids_of_any_scalar_type_are_compared_as_strings():
+    scores = [1.0, 1.2, 2.0, 2.5]
+    as_tensors = repeatability_report(scores, [torch.tensor(3), torch.tensor(3), np.int64(4), "4"], 5, n_boot=0)
+    assert as_tensors["per_patient"]["patient_id"] == ["3", "4"]
+    as_bytes = repeatability_report(scores, np.array([b"x", b"x", b"y", b"y"]), 5, n_boot=0)
+    assert as_bytes["per_patient"]["patient_id"] == ["x", "y"]
+    with pytest.raises(TypeError, match="one scalar id"):
+        repeatability_report(scores, [np.array([1, 2])] * 4, 5, n_boot=0)
+    with pytest.raises(TypeError, match="not a single string"):
+        repeatability_report(scores, "abcd", 5, n_boot=0)
+
+
 def test_metric_bad_input():
     metric = RepeatabilityMetric()
     with pytest.raises(ValueError, match="patient_ids"):

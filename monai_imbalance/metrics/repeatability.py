@@ -146,7 +146,8 @@ def _to_id_list(ids: Any, name: str) -> list[str]:
     out = []
     for value in ids:
         if isinstance(value, (torch.Tensor, np.ndarray)):
-            if value.size == 0 or (isinstance(value, torch.Tensor) and value.numel() != 1) or np.size(value) != 1:
+            count = value.numel() if isinstance(value, torch.Tensor) else value.size
+            if count != 1:
                 raise TypeError(f"{name} must hold one scalar id per image, got an array of shape {tuple(value.shape)}")
             value = value.item()
         elif isinstance(value, np.generic):

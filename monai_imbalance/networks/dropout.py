@@ -50,6 +50,7 @@ from torch.nn.modules.dropout import _DropoutNd
 
 __all__ = [
     "DROPOUT_TYPES",
+    "INPUT_DROPOUT_NAME",
     "add_dropout",
     "find_dropout_modules",
     "mc_dropout_mode",
