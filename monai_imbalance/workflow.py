@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from monai_imbalance.reporting import load_metrics_json
+
 __all__ = [
     "LAST_CHECKPOINT_PREFIX",
     "default_device",
@@ -25,6 +27,7 @@ __all__ = [
     "init_distributed",
     "latest_checkpoint",
     "resume_checkpoint",
+    "trained_class_names",
 ]
 
 LAST_CHECKPOINT_PREFIX = "last"
@@ -106,3 +109,22 @@ def init_distributed() -> torch.device:
     if not dist.is_initialized():
         dist.init_process_group(backend=distributed_backend())
     return device
+
+
+def trained_class_names(ckpt_dir: str | os.PathLike, key: str = "validation") -> list[str]:
+    """Class names of a trained bundle model, read from the validation report in ``<ckpt_dir>/metrics.json``.
+
+    Inference on a folder of new images does not load the training data, so the class names (and their
+    number, which sizes the network's output) come from the report that training wrote beside ``model.pt``.
+
+    Raises:
+        FileNotFoundError: no ``metrics.json`` in ``ckpt_dir``.
+        ValueError: it holds no ``class_names`` under ``key``.
+    """
+    path = Path(ckpt_dir) / "metrics.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: train the bundle first, or point --ckpt_dir at its checkpoints")
+    names = load_metrics_json(path).get(key, {}).get("class_names")
+    if not names:
+        raise ValueError(f"{path} has no '{key}.class_names'; was it written by the bundle's training?")
+    return [str(n) for n in names]

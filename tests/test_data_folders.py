@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -102,3 +104,26 @@ def test_custom_id_pattern_fields(tmp_path):
     )
     item = d["all"][0]
     assert (item["patient_id"], item["visit_id"], item["view"], item["label"]) == ("p17", "v2", "RMLO", 1)
+
+
+def test_image_folder_datalist(tmp_path):
+    from monai_imbalance.data import image_folder_datalist
+
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        image_folder_datalist(tmp_path / "missing")
+    (tmp_path / "notes.txt").write_text("not an image")
+    with pytest.raises(ValueError, match="holds no image"):
+        image_folder_datalist(tmp_path)
+    picture = Image.fromarray(np.zeros((4, 4), np.uint8))
+    picture.save(tmp_path / "b.png")
+    (tmp_path / "sub").mkdir()
+    picture.save(tmp_path / "sub" / "b.png")
+    picture.save(tmp_path / "sub" / "a.jpg")
+    assert image_folder_datalist(tmp_path) == [{"image": str(tmp_path / "b.png"), "id": "b"}]
+    items = image_folder_datalist(tmp_path, recursive=True)
+    # ids are file stems, or relative paths where a stem repeats
+    assert [(Path(item["image"]).relative_to(tmp_path).as_posix(), item["id"]) for item in items] == [
+        ("b.png", "b"),
+        ("sub/a.jpg", "a"),
+        ("sub/b.png", "sub/b"),
+    ]

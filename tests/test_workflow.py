@@ -36,3 +36,16 @@ def test_device_and_backend_follow_cuda_availability(monkeypatch):
     assert default_device() == torch.device("cuda:1")
     assert default_device(0) == torch.device("cuda:0")
     assert distributed_backend() == "nccl"
+
+
+def test_trained_class_names(tmp_path):
+    from monai_imbalance.reporting import update_metrics_json
+    from monai_imbalance.workflow import trained_class_names
+
+    with pytest.raises(FileNotFoundError, match="train the bundle first"):
+        trained_class_names(tmp_path)
+    update_metrics_json(tmp_path / "metrics.json", {"decision_threshold": 0.4})
+    with pytest.raises(ValueError, match=r"validation\.class_names"):
+        trained_class_names(tmp_path)
+    update_metrics_json(tmp_path / "metrics.json", {"validation": {"class_names": ["a", "b"], "accuracy": 1.0}})
+    assert trained_class_names(tmp_path) == ["a", "b"]

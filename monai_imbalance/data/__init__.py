@@ -10,7 +10,7 @@ from .datalist import (
     load_datalists,
     validate_datalist,
 )
-from .folders import KNEE_ID_PATTERN, load_class_folder_datalists, load_knee_folder_datalists
+from .folders import KNEE_ID_PATTERN, image_folder_datalist, load_class_folder_datalists, load_knee_folder_datalists
 from .isic_classification import ISIC_TASK3_CLASSES, load_isic2018_task3_datalists
 from .medmnist import MEDMNIST_CLASS_NAMES, download_medmnist, load_medmnist_datalists, medmnist_url
 from .repeats import RepeatAcquisitions
@@ -44,6 +44,7 @@ __all__ = [
     "class_weights",
     "download_medmnist",
     "get_sampler",
+    "image_folder_datalist",
     "load_class_folder_datalists",
     "load_csv_datalists",
     "load_datalists",

@@ -49,6 +49,7 @@ from monai_imbalance.data.datalist import (
 __all__ = [
     "IMAGE_EXTENSIONS",
     "KNEE_ID_PATTERN",
+    "image_folder_datalist",
     "list_image_files",
     "load_class_folder_datalists",
     "load_knee_folder_datalists",
@@ -83,6 +84,32 @@ def list_image_files(folder: Path, extensions: Sequence[str] = IMAGE_EXTENSIONS)
     return sorted(
         p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(exts)
     )
+
+
+def image_folder_datalist(
+    folder: str | os.PathLike, extensions: Sequence[str] = IMAGE_EXTENSIONS, recursive: bool = False
+) -> list[dict[str, str]]:
+    """Unlabelled images of ``folder`` as a datalist for inference: ``[{"image": path, "id": ...}, ...]``.
+
+    ``id`` is the file stem, or the path relative to ``folder`` (without suffix) when a stem occurs twice.
+
+    Args:
+        folder: the folder of images (any format of :data:`IMAGE_EXTENSIONS`).
+        extensions: file suffixes taken as images.
+        recursive: also take images in sub-folders.
+
+    Raises:
+        FileNotFoundError: ``folder`` is not a folder.
+        ValueError: ``folder`` holds no image.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {root} does not exist or is not a folder")
+    folders = [root, *sorted(p for p in root.rglob("*") if p.is_dir())] if recursive else [root]
+    paths = [path for f in folders for path in list_image_files(f, extensions)]
+    if not paths:
+        raise ValueError(f"{root} holds no image file (looked for {', '.join(extensions)})")
+    return [{"image": str(p), "id": i} for p, i in zip(paths, unique_ids(paths, base=root), strict=True)]
 
 
 def _fields_from_name(stem: str, pattern: re.Pattern | None, path: Path) -> dict[str, str]:
