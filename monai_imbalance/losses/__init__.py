@@ -1,8 +1,9 @@
 """Loss functions for class imbalance (focal, LDAM, LMF, ALL, Focal Tversky, Combo) and get_loss.
 
 In a MONAI bundle config name them by their fully qualified path, e.g. ``monai_imbalance.losses.LMFLoss``.
-After ``import monai_imbalance`` the short names resolve too, except ``FocalLoss``, which MONAI also defines
-(the short name resolves to MONAI's with a warning): use ``monai_imbalance.losses.FocalLoss``.
+After ``import monai_imbalance`` the short names resolve too (``_target_: LMFLoss``), except the names MONAI
+also defines: ``FocalLoss``, ``sigmoid_focal_loss`` and ``softmax_focal_loss`` resolve to MONAI's (with a
+warning), so write ``monai_imbalance.losses.FocalLoss``.
 """
 
 from .adaptive_log import AdaptiveLogarithmicLoss, adaptive_log_loss

@@ -1,0 +1,131 @@
+"""get_loss: names, the common-keyword table, keyword pass-through and clear errors."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from monai.losses import DiceLoss, TverskyLoss
+
+from monai_imbalance.losses import (
+    LOSS_NAMES,
+    AdaptiveLogarithmicLoss,
+    ComboLoss,
+    CrossEntropyLoss,
+    FocalLoss,
+    FocalTverskyLoss,
+    LDAMLoss,
+    LMFLoss,
+    get_loss,
+)
+
+COUNTS = [70, 20, 10]
+WEIGHT = [0.5, 1.0, 1.5]
+
+
+def _classification():
+    gen = torch.Generator().manual_seed(0)
+    return torch.randn(6, 3, generator=gen, requires_grad=True), torch.tensor([0, 1, 2, 0, 1, 2])
+
+
+def _segmentation(channels):
+    gen = torch.Generator().manual_seed(1)
+    logits = torch.randn(2, channels, 8, 8, generator=gen, requires_grad=True)
+    labels = torch.randint(0, max(channels, 2), (2, 1, 8, 8), generator=gen).float()
+    return logits, labels
+
+
+@pytest.mark.parametrize("name", ["ce", "focal", "ldam", "lmf"])
+@pytest.mark.parametrize("weight", [None, WEIGHT])
+def test_classification_bundle_call(name, weight):
+    """Classification bundles always pass class_counts and weight and switch only the name."""
+    loss = get_loss(name, class_counts=COUNTS, weight=weight)
+    if weight is not None:
+        torch.testing.assert_close(loss.weight, torch.tensor(WEIGHT))
+    logits, labels = _classification()
+    for target in (labels, labels.unsqueeze(1)):
+        value = loss(logits, target)
+        value.backward()
+        assert torch.isfinite(value) and torch.isfinite(logits.grad).all()
+
+
+@pytest.mark.parametrize("name", LOSS_NAMES)
+def test_binary_segmentation_bundle_call(name):
+    """Binary segmentation bundles call get_loss(name, sigmoid=True) with one output channel."""
+    if name in ("ldam", "lmf"):
+        with pytest.raises(ValueError, match="sigmoid=True is invalid"):
+            get_loss(name, sigmoid=True, class_counts=COUNTS)
+        return
+    logits, mask = _segmentation(1)
+    value = get_loss(name, sigmoid=True)(logits, mask)
+    value.backward()
+    assert value.shape == () and torch.isfinite(value) and torch.isfinite(logits.grad).all()
+
+
+@pytest.mark.parametrize("name", LOSS_NAMES)
+def test_multiclass_segmentation_bundle_call(name):
+    kwargs = {"class_counts": COUNTS} if name in ("ldam", "lmf") else {}
+    loss = get_loss(name, softmax=True, to_onehot_y=True, **kwargs)
+    logits, labels = _segmentation(3)
+    value = loss(logits, labels)
+    value.backward()
+    assert value.shape == () and torch.isfinite(value) and torch.isfinite(logits.grad).all()
+
+
+def test_names_map_to_configured_modules():
+    assert type(get_loss("ce")) is CrossEntropyLoss
+    assert get_loss("ce", sigmoid=True).sigmoid
+    assert type(get_loss("Focal", gamma=0.5)) is FocalLoss and get_loss("focal", gamma=0.5).gamma == 0.5
+    ldam = get_loss("ldam", class_counts=COUNTS, max_m=0.3, s=10)
+    assert type(ldam) is LDAMLoss and (ldam.max_m, ldam.s) == (0.3, 10.0)
+    assert type(get_loss("lmf", class_counts=COUNTS, alpha=1.0, beta=1.0)) is LMFLoss
+    dice, jaccard = get_loss("dice", softmax=True), get_loss("jaccard", softmax=True)
+    assert type(dice) is DiceLoss and not dice.jaccard and jaccard.jaccard and jaccard.softmax
+    tversky = get_loss("tversky", sigmoid=True)
+    assert type(tversky) is TverskyLoss and (tversky.alpha, tversky.beta) == (0.3, 0.7)
+    assert get_loss("tversky", alpha=0.5, beta=0.5).alpha == 0.5
+    ftl = get_loss("focal_tversky", softmax=True, include_background=False, gamma=1.0)
+    assert type(ftl) is FocalTverskyLoss and not ftl.include_background and ftl.gamma == 1.0
+    combo = get_loss("combo", sigmoid=True, weight=[2.0], alpha=0.3)
+    assert type(combo) is ComboLoss and combo.alpha == 0.3 and combo.weight.tolist() == [2.0]
+    adaptive = get_loss("all", softmax=True, to_onehot_y=True, delta=0.2, smooth_nr=0.0, batch=True)
+    assert type(adaptive) is AdaptiveLogarithmicLoss and adaptive.delta == 0.2
+    assert isinstance(adaptive.loss, DiceLoss) and adaptive.loss.batch and adaptive.loss.to_onehot_y
+
+
+def test_all_applies_to_what_the_dice_loss_returns():
+    logits, labels = _segmentation(3)
+    unreduced = get_loss("all", softmax=True, to_onehot_y=True, reduction="none")(logits, labels)
+    assert unreduced.shape == (2, 3, 1, 1)
+    reduced = get_loss("all", softmax=True, to_onehot_y=True)(logits, labels)
+    dice = DiceLoss(softmax=True, to_onehot_y=True)(logits, labels)
+    expected = AdaptiveLogarithmicLoss(DiceLoss(softmax=True, to_onehot_y=True))(logits, labels)
+    assert reduced.item() == pytest.approx(expected.item()) and reduced.item() != pytest.approx(dice.item())
+
+
+def test_common_keywords_not_used_by_a_loss_are_dropped():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert type(get_loss("focal", class_counts=COUNTS, weight=None)) is FocalLoss
+        assert type(get_loss("dice", class_counts=COUNTS, weight=None, sigmoid=True)) is DiceLoss
+    with pytest.warns(UserWarning, match="class weights are not used"):
+        get_loss("dice", weight=WEIGHT, softmax=True)
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "match"),
+    [
+        ("cross_entropy", {}, "unknown loss name"),
+        ("ldam", {}, "needs class_counts"),
+        ("focal", {"sigmoid": True, "softmax": True}, "incompatible"),
+        ("focal", {"softmax": False}, "takes logits"),
+        ("focal", {"gammma": 2.0}, r"unknown keyword\(s\) \['gammma'\].*'gamma'"),
+        ("dice", {"omega": 10.0}, "unknown keyword"),
+        ("jaccard", {"jaccard": False}, "set by the loss name"),
+        ("all", {"gamma": 2.0}, "unknown keyword"),
+    ],
+)
+def test_bad_requests_raise_clear_errors(name, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        get_loss(name, **kwargs)

@@ -1,0 +1,72 @@
+"""Cross-entropy with the package's conventions equals PyTorch's cross-entropy / BCE."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from monai_imbalance.losses import CrossEntropyLoss, cross_entropy_loss
+
+
+@pytest.mark.parametrize("label_shape", ["flat", "channel"])
+def test_classification_equals_torch(label_shape):
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(16, 7, generator=gen, requires_grad=True)
+    labels = torch.randint(0, 7, (16,), generator=gen)
+    weight = torch.rand(7, generator=gen) + 0.1
+    target = labels if label_shape == "flat" else labels.unsqueeze(1)
+    loss = CrossEntropyLoss(weight=weight)
+    ours = loss(logits, target)
+    expected = F.cross_entropy(logits, labels, weight=weight)
+    assert ours.item() == pytest.approx(expected.item(), abs=1e-6)
+    (g_ours,) = torch.autograd.grad(ours, logits)
+    (g_torch,) = torch.autograd.grad(expected, logits)
+    torch.testing.assert_close(g_ours, g_torch)
+    for reduction in ("sum", "none"):
+        torch.testing.assert_close(
+            cross_entropy_loss(logits, target, weight, reduction=reduction),
+            F.cross_entropy(logits, labels, weight=weight, reduction=reduction),
+        )
+
+
+def test_segmentation_label_map_and_ignore_index():
+    gen = torch.Generator().manual_seed(1)
+    logits = torch.randn(2, 3, 6, 5, generator=gen)
+    labels = torch.randint(0, 3, (2, 6, 5), generator=gen)
+    labels[1, :2] = -100
+    ours = cross_entropy_loss(logits, labels.unsqueeze(1).float(), ignore_index=-100)
+    assert ours.item() == pytest.approx(F.cross_entropy(logits, labels).item(), abs=1e-6)
+    onehot = F.one_hot(labels.clamp_min(0), 3).permute(0, 3, 1, 2).float()
+    onehot[1, :, :2] = 0.0  # an all-zero target row is not counted
+    assert cross_entropy_loss(logits, onehot).item() == pytest.approx(F.cross_entropy(logits, labels).item(), abs=1e-6)
+
+
+def test_sigmoid_is_bce_with_logits():
+    logits = torch.randn(4, 1, 5, 5)
+    mask = (torch.rand(4, 1, 5, 5) > 0.8).float()
+    ours = CrossEntropyLoss(sigmoid=True)(logits, mask)
+    assert ours.item() == pytest.approx(F.binary_cross_entropy_with_logits(logits, mask).item(), abs=1e-6)
+
+
+def test_all_ignored_weighted_mean_is_connected_zero():
+    logits = torch.randn(3, 4, requires_grad=True)
+    loss = cross_entropy_loss(logits, torch.full((3,), 9), weight=[1.0, 2.0, 3.0, 4.0], ignore_index=9)
+    assert loss.item() == 0.0 and loss.requires_grad
+    loss.backward()
+    assert torch.count_nonzero(logits.grad) == 0
+
+
+def test_double_backward_works():
+    logits = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    labels = torch.tensor([0, 1, 2, 1, 0])
+    assert torch.autograd.gradgradcheck(lambda x: cross_entropy_loss(x, labels, [1.0, 2.0, 3.0]), (logits,))
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="class index 5"):
+        cross_entropy_loss(torch.randn(2, 5), torch.tensor([5, 0]))
+    with pytest.raises(ValueError, match="weight"):
+        CrossEntropyLoss(weight=[1.0, -2.0])
+    with pytest.raises(ValueError, match="at least 2 channels"):
+        cross_entropy_loss(torch.randn(2, 1), torch.tensor([1, 0]))
