@@ -119,6 +119,11 @@ def test_ignore_index_all_ignored_is_connected_zero():
         assert loss.item() == 0.0 and loss.requires_grad
         (grad,) = torch.autograd.grad(loss, logits)
         assert torch.count_nonzero(grad) == 0
+    mask_logits = torch.randn(2, 1, 3, 3, requires_grad=True)
+    loss = focal_loss(mask_logits, torch.full((2, 1, 3, 3), 255.0), sigmoid=True, ignore_index=255)
+    assert loss.item() == 0.0 and loss.requires_grad
+    (grad,) = torch.autograd.grad(loss, mask_logits)
+    assert torch.count_nonzero(grad) == 0
 
 
 def test_sigmoid_values_match_numpy_and_alpha_weights_positives():

@@ -44,6 +44,15 @@ def test_zero_focal_weight_reduces_to_ldam():
     torch.testing.assert_close(g_lmf, g_ldam)
 
 
+def test_zero_ldam_weight_reduces_to_focal():
+    logits, labels = torch.randn(6, 4), torch.tensor([0, 1, 2, 3, 1, 0])
+    for reduction in ("mean", "none"):
+        torch.testing.assert_close(
+            lmf_loss(logits, labels, COUNTS, alpha=0.0, beta=1.0, gamma=2.0, reduction=reduction),
+            focal_loss(logits, labels, 2.0, reduction=reduction),
+        )
+
+
 def test_gradcheck_float64():
     logits = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
     labels = torch.tensor([3, 0, 2, 1, 3])

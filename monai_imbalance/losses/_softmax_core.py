@@ -141,9 +141,8 @@ class _FusedSoftmaxTerms(torch.autograd.Function):
             inverse = normaliser.reciprocal()
             element_scale = inverse if element_scale is None else element_scale * inverse
 
-        first_coef = terms[0].coef
         minus_one = logits.new_full((1, 1, 1), -1.0).expand(index.shape) if need_grad else None
-        total: torch.Tensor | None = None  # sum over terms of coef * (1-p)^g * l / first_coef
+        total: torch.Tensor | None = None  # sum over terms of coef * (1-p)^g * l
         grad: torch.Tensor | None = None  # sum over terms of ncoeff * (softmax - onehot)
         for term in terms:
             logp = _term_log_probs(logits, labels, index, term)
@@ -160,7 +159,10 @@ class _FusedSoftmaxTerms(torch.autograd.Function):
                     # -dterm/dl = (1-p)^g (1 - g (l / (1-p) - l))
                     ratio = torch.div(logp_t, one_minus_p).sub_(logp_t)
                     ncoeff = torch.addcmul(focal * factor, focal, ratio, value=-term.gamma * factor)
-            total = value if total is None else total.add_(value, alpha=term.coef / first_coef)
+            if total is None:
+                total = value if term.coef == 1.0 else value.mul_(term.coef)
+            else:
+                total = total.add_(value, alpha=term.coef)
             if need_grad:
                 if element_scale is not None:
                     ncoeff = element_scale * ncoeff
@@ -172,14 +174,13 @@ class _FusedSoftmaxTerms(torch.autograd.Function):
         ctx.unreduced = reduction == "none"
         ctx.grad = grad
 
-        sign = -first_coef
         if reduction == "none":
-            out = total * sign if element_weight is None else total.mul_(element_weight).mul_(sign)
+            out = total.neg() if element_weight is None else total.mul_(element_weight).neg_()
             return out.squeeze(0) if transposed else out
         summed = total.sum() if element_weight is None else total.mul_(element_weight).sum()
         if mean and normaliser is not None:
-            return summed.mul_(sign).div_(normaliser)
-        return summed.mul_(sign * unit)
+            return summed.neg_().div_(normaliser)
+        return summed.mul_(-unit)
 
     @staticmethod
     @once_differentiable

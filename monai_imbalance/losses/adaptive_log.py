@@ -57,12 +57,19 @@ def adaptive_log_loss(
     omega, epsilon, delta = _check_parameters(omega, epsilon, delta)
     if value.dtype in (torch.float16, torch.bfloat16):
         value = value.float()
-    if value.numel() and float(value.detach().min()) <= -epsilon:
-        raise ValueError(
-            f"ALL expects loss values in [0, 1] (an overlap loss); got a value of {float(value.detach().min())}."
-        )
-    offset = delta - omega * math.log1p(delta / epsilon)
-    return torch.where(value < delta, torch.log1p(value / epsilon) * omega, value - offset)
+    if value.numel() == 0:
+        return value
+    low = float(value.detach().min())
+    if low <= -epsilon:
+        raise ValueError(f"ALL expects loss values in [0, 1] (an overlap loss); got a value of {low}.")
+    if value.ndim == 0:  # the usual case (a reduced loss): evaluate only the branch that applies
+        return torch.log1p(value / epsilon) * omega if low < delta else value - _offset(omega, epsilon, delta)
+    return torch.where(value < delta, torch.log1p(value / epsilon) * omega, value - _offset(omega, epsilon, delta))
+
+
+def _offset(omega: float, epsilon: float, delta: float) -> float:
+    """``C = delta - omega ln(1 + delta / epsilon)``: makes ALL continuous at ``delta``."""
+    return delta - omega * math.log1p(delta / epsilon)
 
 
 class AdaptiveLogarithmicLoss(_Loss):
@@ -103,8 +110,8 @@ class AdaptiveLogarithmicLoss(_Loss):
         """Pass ``input`` and ``target`` to the wrapped loss (its shape conventions apply), then ALL."""
         if input.dtype in (torch.float16, torch.bfloat16):
             input = input.float()
-        value = self.loss(input, target)
-        return reduce_loss(adaptive_log_loss(value, self.omega, self.epsilon, self.delta), self.reduction)
+        value = adaptive_log_loss(self.loss(input, target), self.omega, self.epsilon, self.delta)
+        return value if value.ndim == 0 else reduce_loss(value, self.reduction)
 
     def extra_repr(self) -> str:
         return f"omega={self.omega}, epsilon={self.epsilon}, delta={self.delta}, reduction={self.reduction!r}"
