@@ -57,6 +57,18 @@ def test_all_ignored_weighted_mean_is_connected_zero():
     assert torch.count_nonzero(logits.grad) == 0
 
 
+def test_only_zero_weight_classes_give_zero_not_nan():
+    logits = torch.randn(3, 4, requires_grad=True)
+    for kwargs in ({"include_background": False}, {"weight": [0.0, 1.0, 1.0, 1.0]}):
+        loss = cross_entropy_loss(logits, torch.zeros(3, dtype=torch.long), **kwargs)
+        (grad,) = torch.autograd.grad(loss, logits)
+        assert loss.item() == 0.0 and torch.count_nonzero(grad) == 0
+    # with a positive weight somewhere the usual weighted mean applies
+    labels = torch.tensor([0, 1, 2])
+    expected = F.cross_entropy(logits, labels, weight=torch.tensor([0.0, 1.0, 1.0, 1.0]))
+    assert cross_entropy_loss(logits, labels, include_background=False).item() == pytest.approx(expected.item())
+
+
 def test_double_backward_works():
     logits = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
     labels = torch.tensor([0, 1, 2, 1, 0])

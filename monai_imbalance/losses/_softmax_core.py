@@ -294,6 +294,51 @@ def softmax_family_loss(
     if ignore_index is not None:
         valid = labels != ignore_index
         safe_labels = labels.masked_fill(~valid, 0)
+
+    def summed_weights(element_weight: torch.Tensor | None) -> torch.Tensor | None:
+        """The 'mean' normaliser: summed weights of the counted elements (None: the element count)."""
+        if class_den is not None:
+            den = element_weight if class_den is class_num else class_den.to(input)[safe_labels]
+            den = den * valid if valid is not None else den
+            return den.sum().clamp_min(torch.finfo(input.dtype).tiny)  # all ignored: a zero loss
+        if valid is not None:
+            return valid.sum().clamp_min(1).to(input.dtype)
+        return None
+
+    if len(terms) == 1 and terms[0].gamma == 0.0 and alpha_vec is None:
+        # PyTorch's fused cross-entropy. Its 'mean' is 0/0 = nan when no element counts (all ignored, or only
+        # zero-weight classes): then take the sum and divide by the clamped normaliser instead
+        weight_vec = class_den.to(input) if class_den is not None else None
+        may_be_empty = valid is not None or (weight_vec is not None and not bool(weight_vec.min() > 0))
+        if reduction == "mean" and may_be_empty:
+            element_weight = class_num.to(input)[safe_labels] if class_num is not None else None
+            loss = _cross_entropy_term(input, labels, safe_labels, terms[0], weight_vec, ignore_index, "sum")
+            loss = loss / summed_weights(element_weight)
+        else:
+            loss = _cross_entropy_term(input, labels, safe_labels, terms[0], weight_vec, ignore_index, reduction)
+    else:
+        element_weight = class_num.to(input)[safe_labels] if class_num is not None else None
+        normaliser = summed_weights(element_weight) if reduction == "mean" else None
+        if valid is not None:
+            element_weight = valid.to(input.dtype) if element_weight is None else element_weight * valid
+        if input.ndim > 3 or (input.ndim == 3 and not input.is_contiguous()):
+            flat = (input.shape[0], -1)
+            input = input.reshape(input.shape[0], channels, -1)
+            safe_flat = safe_labels.reshape(flat)
+            weight_flat = element_weight.reshape(flat) if element_weight is not None else None
+        else:
+            safe_flat, weight_flat = safe_labels, element_weight
+        loss = _FusedSoftmaxTerms.apply(input, safe_flat, weight_flat, normaliser, tuple(terms), reduction)
+        if reduction == "none":
+            loss = loss.reshape(labels.shape)
+    return loss * alpha_scalar if alpha_scalar != 1.0 else loss
+
+    labels = as_class_indices(labels, channels, ignore_index)
+    valid: torch.Tensor | None = None
+    safe_labels = labels
+    if ignore_index is not None:
+        valid = labels != ignore_index
+        safe_labels = labels.masked_fill(~valid, 0)
     element_weight = class_num.to(input)[safe_labels] if class_num is not None else None
     normaliser: torch.Tensor | None = None  # 'mean': summed weights of the counted elements; None: element count
     if reduction == "mean":
