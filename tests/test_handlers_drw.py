@@ -44,6 +44,19 @@ def test_creates_the_buffer_when_the_loss_has_no_weights():
     assert "weight" in dict(loss.named_buffers())
 
 
+def test_a_created_buffer_goes_to_the_trainer_device():
+    loss = LDAMLoss(COUNTS)
+    engine = Engine(lambda e, b: None)
+    engine.state.device = torch.device("meta")  # as MONAI's workflows set it; "meta" stands in for a GPU here
+    handler = DeferredReweighting(loss, COUNTS, start_epoch=0)
+    engine.state.epoch = 1
+    handler(engine)
+    assert loss.weight.device.type == "meta"
+    explicit = DeferredReweighting(LDAMLoss(COUNTS), COUNTS, start_epoch=0, device="meta")
+    explicit(engine)
+    assert explicit.loss.weight.device.type == "meta"
+
+
 def test_update_by_epoch_index_and_resume():
     loss = LDAMLoss(COUNTS)
     handler = DeferredReweighting(loss, COUNTS, start_epoch=160)

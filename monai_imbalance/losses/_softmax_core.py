@@ -15,10 +15,10 @@ per element (sample or pixel) with true class ``y``: ``p_t`` comes from the unwe
 
 Two engines, chosen per call, for class-index targets:
 
-- a single cross-entropy term (CE, LDAM, focal with ``gamma = 0``): plain autograd on ``F.cross_entropy``
-  (double backward works);
-- focal terms and sums of terms (focal, LMF): a fused ``autograd.Function`` that forms the gradient in closed
-  form during the forward pass,
+- a single cross-entropy term without per-class ``alpha`` (CE, LDAM, focal with ``gamma = 0``): plain autograd
+  on ``F.cross_entropy`` (double backward works);
+- everything else (focal, LMF): a fused ``autograd.Function`` that forms the gradient in closed form during the
+  forward pass,
 
       dterm/dz = dterm/dl * (onehot(y) - softmax(z)),   dterm/dl = (1-p)^g (g (l / (1-p) - l) - 1),
 

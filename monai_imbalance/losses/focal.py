@@ -24,6 +24,10 @@ counted elements, as ``F.binary_cross_entropy_with_logits`` does: at ``gamma = 0
 - softmax, sequence ``(C,)``: factor of the elements whose true class is ``c``.
 
 ``alpha`` multiplies the loss but is *not* part of the ``'mean'`` normaliser; class ``weight`` is (softmax).
+
+With class-index targets the softmax focal loss runs in a fused kernel with a closed-form gradient (no one-hot
+tensor): first derivatives only, a second backward pass raises (``gamma = 0`` without per-class ``alpha`` uses
+``F.cross_entropy`` and supports it).
 """
 
 from __future__ import annotations

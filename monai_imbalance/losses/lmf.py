@@ -13,7 +13,8 @@ always weights LDAM.) Unlike that public code, the focal factor is computed per 
 not from the batch-mean cross-entropy nor as ``exp(-weighted CE)``.
 
 The official LMF setting uses a plain linear classifier head; ``s = 30`` was designed for a cosine head, which
-was more stable in small trials (see :mod:`.ldam`). Both terms run in one fused kernel.
+was more stable in small trials (see :mod:`.ldam`). Both terms run in one fused kernel with a closed-form
+gradient: first derivatives only (a second backward pass raises).
 """
 
 from __future__ import annotations
