@@ -15,6 +15,7 @@ import os
 import re
 from pathlib import Path
 
+import ignite.distributed as idist
 import torch
 import torch.distributed as dist
 
@@ -22,6 +23,7 @@ from monai_imbalance.reporting import load_metrics_json
 
 __all__ = [
     "LAST_CHECKPOINT_PREFIX",
+    "as_bool",
     "default_device",
     "distributed_backend",
     "init_distributed",
@@ -34,6 +36,31 @@ LAST_CHECKPOINT_PREFIX = "last"
 """``file_prefix`` of the bundles' per-epoch ``CheckpointSaver`` (files ``last_checkpoint_epoch=N.pt``)."""
 
 _EPOCH = re.compile(r"epoch=(\d+)")
+
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0", "none", "null", ""}
+
+
+def as_bool(value: object) -> bool:
+    """Read a command-line switch: ``True``/``False`` and also ``true``, ``yes``, ``1``, ``false``, ``no``, ``0``.
+
+    ``python -m monai.bundle run --resume true`` hands the config the *string* ``"true"`` (only the
+    Python spelling ``True`` becomes a bool), and the string ``"false"`` would count as true. The bundles
+    read every switch through this function.
+
+    Raises:
+        ValueError: a value that is not a recognisable switch (e.g. ``"maybe"`` or ``2``).
+    """
+    if isinstance(value, bool):
+        return value
+    if value is None:
+        return False
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError(f"expected a switch (true/false, yes/no, 1/0), got {value!r}")
 
 
 def latest_checkpoint(ckpt_dir: str | os.PathLike, prefix: str = LAST_CHECKPOINT_PREFIX) -> str | None:
@@ -65,6 +92,7 @@ def resume_checkpoint(ckpt_dir: str | os.PathLike, resume: bool = False, overwri
         FileExistsError: ``ckpt_dir`` holds an earlier run's checkpoints and neither flag is set.
     """
     latest = latest_checkpoint(ckpt_dir)
+    resume, overwrite = as_bool(resume), as_bool(overwrite)
     if resume:
         if latest is None:
             raise FileNotFoundError(
@@ -108,6 +136,9 @@ def init_distributed() -> torch.device:
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group(backend=distributed_backend())
+    # ignite sets up its own view of the process group, collectively, the first time any handler asks for
+    # the rank; rank-0-only handlers (checkpoint savers) would otherwise wait forever for the other ranks
+    idist.sync()
     return device
 
 

@@ -110,3 +110,12 @@ def test_label_maps_and_helpers():
     assert normalise_label_value(" 3.0 ") == "3" and normalise_label_value("3.5") == "3.5"
     items = {"train": [{"label": i % 2, "id": str(i)} for i in range(10)]}
     assert [i["label"] for i in subset_per_split(items, 4)["train"]].count(1) == 2
+
+
+def test_switches_from_the_command_line_are_read_as_booleans(tmp_path, monkeypatch):
+    # "--data_kwargs#download false" arrives as the string "false": it must not start a download
+    monkeypatch.delenv("DATA_DIR", raising=False)
+    with pytest.raises(FileNotFoundError, match="download=True"):
+        load_datalists("medmnist", tmp_path, flag="dermamnist", download="false")
+    with pytest.raises(ValueError, match="expected a switch"):
+        load_datalists("medmnist", tmp_path, flag="dermamnist", download="perhaps")

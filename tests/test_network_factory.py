@@ -196,3 +196,9 @@ def test_pretrained_file_errors(tmp_path):
     torch.save({"epoch": 3}, empty)
     with pytest.raises(ValueError, match="holds no state dict"):
         get_network("small_cnn", pretrained=empty)
+
+
+def test_pretrained_switch_strings_are_not_file_names():
+    # "--pretrained false" on the bundle command line arrives as a string
+    network = get_network("small_cnn", in_channels=1, out_channels=2, pretrained="false")
+    assert network(torch.zeros(1, 1, 16, 16)).shape == (1, 2)

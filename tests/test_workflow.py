@@ -49,3 +49,37 @@ def test_trained_class_names(tmp_path):
         trained_class_names(tmp_path)
     update_metrics_json(tmp_path / "metrics.json", {"validation": {"class_names": ["a", "b"], "accuracy": 1.0}})
     assert trained_class_names(tmp_path) == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (True, True),
+        (False, False),
+        ("true", True),
+        ("False", False),
+        (" YES ", True),
+        ("0", False),
+        (1, True),
+        (None, False),
+    ],
+)
+def test_as_bool_reads_command_line_switches(value, expected):
+    from monai_imbalance.workflow import as_bool
+
+    assert as_bool(value) is expected
+
+
+@pytest.mark.parametrize("value", ["maybe", 2, [True]])
+def test_as_bool_rejects_other_values(value):
+    from monai_imbalance.workflow import as_bool
+
+    with pytest.raises(ValueError, match="expected a switch"):
+        as_bool(value)
+
+
+def test_resume_checkpoint_reads_string_switches(tmp_path):
+    (tmp_path / "last_checkpoint_epoch=1.pt").write_bytes(b"")
+    with pytest.raises(FileExistsError):
+        resume_checkpoint(tmp_path, resume="false", overwrite="false")
+    assert resume_checkpoint(tmp_path, resume="false", overwrite="true") is None

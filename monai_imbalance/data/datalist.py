@@ -53,6 +53,8 @@ from typing import Any
 
 import numpy as np
 
+from monai_imbalance.workflow import as_bool
+
 __all__ = [
     "DATA_FORMATS",
     "LABEL_MAPS",
@@ -404,6 +406,9 @@ def _loaders() -> dict[str, Callable[..., Datalists]]:
     }
 
 
+_SWITCHES = ("download", "progress", "require_labels", "check_sizes")
+
+
 def load_datalists(
     format: str,
     dataset_dir: str | os.PathLike | None = None,
@@ -453,6 +458,9 @@ def load_datalists(
     if not splits:
         raise ValueError("splits must name at least one split.")
     fractions = dict(split_fractions) if split_fractions is not None else dict(DEFAULT_SPLIT_FRACTIONS)
+    # switches arrive from the bundle command line as strings ("--data_kwargs#download false")
+    format_kwargs = {k: as_bool(v) if k in _SWITCHES else v for k, v in format_kwargs.items()}
+    check_files, warn = as_bool(check_files), as_bool(warn)
     loaded = loaders[format](dataset_dir, **format_kwargs)
 
     result: dict[str, list[dict[str, Any]]] = {s: list(v) for s, v in loaded.items() if s != "all"}

@@ -6,11 +6,14 @@ with LDAM on the margin-shifted, scaled logits ``s * (x - Delta_y e_y)`` (:mod:`
 loss ``-w_y (1 - p_t)^gamma log p_t`` on the *raw* logits (:mod:`.focal`); the class ``weight`` enters both terms
 and 'mean' divides both by ``sum w_y``, so ``lmf == alpha * ldam + beta * focal`` for every reduction.
 
-Defaults are those of the authors' official code (``alpha = 1.5`` on LDAM, ``beta = 1.0`` on focal,
-``gamma = 1.5``, ``max_m = 0.5``, ``s = 30``); the article reports that equal weights (``alpha = beta``) work
-well. (The code printed with one summary of the paper puts ``alpha`` on the focal term instead; here ``alpha``
-always weights LDAM.) Unlike that public code, the focal factor is computed per sample from ``log_softmax``,
-not from the batch-mean cross-entropy nor as ``exp(-weighted CE)``.
+Defaults are the project's reading of the authors' official training setting (``alpha = 1.5`` on LDAM,
+``beta = 1.0`` on focal, ``gamma = 1.5``, ``max_m = 0.5``, ``s = 30``); the article reports that equal weights
+(``alpha = beta``) work well. The public ``losses.py`` of github.com/SanaNazari/LMFLoss differs between its
+versions: one has ``alpha = beta = 1``, ``gamma = 2``, ``max_m = 0.5``, ``s = 30``, a later one
+``alpha = beta = 0.2``, ``gamma = 2``, ``max_m = 0.8``, ``s = 5``, and both put ``alpha`` on the *focal* term;
+here ``alpha`` always weights LDAM, so ``LMFLoss(alpha=b, beta=a)`` reproduces that code's ``(alpha=a, beta=b)``.
+Unlike that public code, the focal factor is computed per sample from ``log_softmax``, not from the batch-mean
+cross-entropy nor as ``exp(-weighted CE)``.
 
 The official LMF setting uses a plain linear classifier head; ``s = 30`` was designed for a cosine head, which
 was more stable in small trials (see :mod:`.ldam`). Both terms run in one fused kernel with a closed-form

@@ -28,6 +28,7 @@ from torch import nn
 from monai_imbalance.networks.dropout import add_dropout, find_dropout_modules
 from monai_imbalance.networks.heads import replace_with_cosine_head
 from monai_imbalance.networks.small_cnn import SmallCNN
+from monai_imbalance.workflow import as_bool
 
 __all__ = ["NETWORK_NAMES", "PretrainedWeightsUnavailableError", "get_network"]
 
@@ -237,6 +238,8 @@ def get_network(
             raise TypeError(f"{reserved!r} is set by get_network; pass name/in_channels/out_channels/dropout_prob")
 
     weights_file: Path | None = None
+    if isinstance(pretrained, str) and pretrained.strip().lower() in ("true", "false"):
+        pretrained = as_bool(pretrained)  # a command-line switch, not a file name
     if isinstance(pretrained, (str, os.PathLike)):
         weights_file = Path(pretrained).expanduser()
         if not weights_file.is_file():
