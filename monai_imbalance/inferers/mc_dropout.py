@@ -139,7 +139,7 @@ class MCDropoutInferer(Inferer):
             return torch.sigmoid(outputs)
         return outputs
 
-    def _passes(self, inputs: torch.Tensor, network: nn.Module, *args: Any, **kwargs: Any):
+    def _passes(self, inputs: torch.Tensor, network: nn.Module, *args: Any, **kwargs: Any) -> Iterator[torch.Tensor]:
         """Yield activated stochastic passes, each ``(B, C, ...)`` float32, ``mc_batch_size`` per forward."""
         done = 0
         batch = inputs.shape[0]
