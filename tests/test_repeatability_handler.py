@@ -123,6 +123,22 @@ def test_json_key_tag_prefix_and_missing_visits(tmp_path):
     assert not (tmp_path / "ba.png").exists()
 
 
+def test_report_info_is_added_to_the_report(tmp_path):
+    info = {"repeats": {"source": "simulated", "num_repeats": 2}}
+    handler = RepeatabilityHandler(n_boot=10, metrics_file=tmp_path / "m.json", report_info=info)
+    evaluator = _evaluator()
+    handler.attach(evaluator, "repeatability")
+    evaluator.run()
+    assert json.loads((tmp_path / "m.json").read_text())["repeatability"]["repeats"] == info["repeats"]
+    assert handler.report["repeats"] == info["repeats"] and "loa" in handler.report
+
+    clashing = RepeatabilityHandler(n_boot=10, report_info={"loa": 0.0})
+    evaluator = _evaluator()
+    clashing.attach(evaluator, "repeatability")
+    with pytest.raises(ValueError, match=r"\['loa'\] clash"):
+        evaluator.run()
+
+
 def test_missing_patient_ids_raise_a_clear_error():
     evaluator = _evaluator()
     RepeatabilityHandler(patient_key="subject").attach(evaluator, "repeatability")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -92,6 +92,9 @@ class RepeatabilityHandler(IgniteMetricHandler):
             ``TensorBoardStatsHandler``); ``None``: no TensorBoard logging.
         json_key: key of the report in ``metrics_file``; default the name the handler is attached under.
         tag_prefix: TensorBoard tag prefix; default the attach name.
+        report_info: entries added to the report (JSON and :attr:`report`), e.g. ``{"repeats": ...}``: where
+            the repeat images came from (:attr:`monai_imbalance.data.RepeatEvaluationDataset.info`). They must
+            not clash with the report's own entries.
     """
 
     def __init__(
@@ -108,6 +111,7 @@ class RepeatabilityHandler(IgniteMetricHandler):
         summary_writer: SummaryWriter | None = None,
         json_key: str | None = None,
         tag_prefix: str | None = None,
+        report_info: Mapping[str, Any] | None = None,
     ) -> None:
         metric = RepeatabilityMetric(num_classes=num_classes, threshold=threshold, n_boot=n_boot, seed=seed)
         if output_transform is None:
@@ -120,6 +124,7 @@ class RepeatabilityHandler(IgniteMetricHandler):
         self.summary_writer = summary_writer
         self.json_key = json_key
         self.tag_prefix = tag_prefix
+        self.report_info = dict(report_info or {})
         self.report: dict[str, Any] | None = None
 
     def iteration_completed(self, engine: Engine) -> None:
@@ -140,6 +145,10 @@ class RepeatabilityHandler(IgniteMetricHandler):
     def compute(self) -> float:
         """Aggregate (all ranks), write report / scalars / figure (rank 0), return ``loa``."""
         report = self.metric_fn.aggregate()
+        clash = sorted(set(report) & set(self.report_info))
+        if clash:
+            raise ValueError(f"report_info entries {clash} clash with the repeatability report's own entries")
+        report.update(self.report_info)
         self.report = report
         self._is_reduced = True
         if idist.get_rank() == 0:
