@@ -3,9 +3,11 @@
 from .classification_metric import BalancedAccuracy, ClassificationScore, MacroF1
 from .classification_report import ClassificationReportHandler, plot_confusion_matrix
 from .deferred_reweighting import DeferredReweighting
+from .metrics_report import MetricsReportHandler
 from .prediction_csv import PredictionCSVWriter, mc_dropout_uncertainty
 from .repeatability import RepeatabilityHandler
 from .segmentation_figures import SegmentationFiguresHandler, plot_segmentation_overlays
+from .segmentation_masks import SegmentationMaskWriter
 from .threshold import ThresholdSelector
 
 __all__ = [
@@ -26,3 +28,5 @@ __all__ += [
 ]
 
 __all__ += ["DeferredReweighting"]
+
+__all__ += ["MetricsReportHandler", "SegmentationMaskWriter"]

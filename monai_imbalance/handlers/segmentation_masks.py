@@ -1,0 +1,244 @@
+"""Ignite handler that writes every predicted mask of an inference run as a PNG, with an optional uncertainty map.
+
+For each sample of each iteration, in ``output_dir``::
+
+    <id>_mask.png           8-bit grey. One output channel: 255 where the foreground probability is
+                            >= threshold, else 0. Several channels: the argmax class index.
+    <id>_<key>.png          (with MC dropout) the uncertainty map ``key`` of
+                            :class:`monai_imbalance.inferers.MCDropoutInferer` (``entropy``,
+                            ``mutual_information`` or ``variance``), 8-bit: round(255 * min(u / u_max, 1)),
+                            where u_max is the largest value ``key`` can take for one sigmoid output
+                            (ln 2 nats for the two entropies, 0.25 for the variance) unless given.
+
+``pred`` is read after the evaluator's post-transforms, so a ``monai.transforms.Invertd`` there brings it
+back to the image's original size (undoing a ``Resized``); the uncertainty map, which the inferer keeps at
+the network's resolution, is resized bilinearly to the prediction's size. With ``mask_key`` (e.g. the
+DRIVE field of view) the prediction is set to background outside the mask. Images are written in display
+orientation (row 0 at the top), the layout of :class:`monai_imbalance.transforms.LoadImageOrArray`.
+
+File names come from the datalist's ``id`` (else the image file's stem, else the sample's position in the
+run). Nothing is overwritten silently: when the handler is created it refuses an ``output_dir`` that already
+holds ``*_mask.png`` files, and before each write it refuses an existing file, unless ``overwrite=True``.
+Multi-process: every rank writes its own samples (the ids must then come from the datalist or file names).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.data import MetaTensor, decollate_batch
+from monai.handlers import from_engine
+from monai.utils import CommonKeys, IgniteInfo, ImageMetaKey, min_version, optional_import
+
+idist, _ = optional_import("ignite", IgniteInfo.OPT_IMPORT_VERSION, min_version, "distributed")
+Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
+
+if TYPE_CHECKING:
+    from ignite.engine import Engine
+
+__all__ = ["MASK_SUFFIX", "SegmentationMaskWriter"]
+
+#: suffix of the predicted mask files, ``<id>_mask.png``
+MASK_SUFFIX = "_mask.png"
+
+#: largest value of each MC-dropout uncertainty map for one sigmoid output: binary entropy and mutual
+#: information are at most ln 2 nats, the variance of a probability at most 1/4
+_UNCERTAINTY_MAX = {"entropy": math.log(2.0), "mutual_information": math.log(2.0), "variance": 0.25}
+
+_UNSAFE = re.compile(r"[^\w.+-]")
+
+
+class SegmentationMaskWriter:
+    """Write ``<id>_mask.png`` (and ``<id>_<uncertainty_key>.png``) per sample; see the module docstring.
+
+    Args:
+        output_dir: folder of the PNG files (created).
+        threshold: foreground threshold of one-channel probabilities.
+        overwrite: allow replacing existing files; ``False`` (default) raises ``FileExistsError``.
+        id_key: datalist key holding the sample id.
+        image_key: key of the image whose file name is the fallback id.
+        output_transform: ``engine.state.output -> predictions`` (a list of ``(C, H, W)`` or a ``(B, C, H, W)``
+            tensor); default the ``pred`` entries.
+        mask_key: optional entry of the engine output (or batch) holding a ``(1, H, W)`` mask; outside it the
+            prediction is background.
+        uncertainty_key: entry of the engine's MC-dropout inferer ``last_output`` to write, or ``None``. Nothing is
+            written when the inferer keeps no such entry (no MC dropout).
+        uncertainty_max: the value written as 255 (default: see the module docstring; needed for other keys).
+        name: logger name (default the engine's logger).
+
+    Raises:
+        FileExistsError: ``output_dir`` already holds predicted masks and ``overwrite`` is ``False``.
+        ValueError: a threshold outside ``(0, 1)``, or an unknown ``uncertainty_key`` without ``uncertainty_max``.
+    """
+
+    def __init__(
+        self,
+        output_dir: str | os.PathLike,
+        threshold: float = 0.5,
+        overwrite: bool = False,
+        id_key: str = "id",
+        image_key: str = CommonKeys.IMAGE,
+        output_transform: Callable[[Any], Any] | None = None,
+        mask_key: str | None = None,
+        uncertainty_key: str | None = "entropy",
+        uncertainty_max: float | None = None,
+        name: str | None = None,
+    ) -> None:
+        if not 0.0 < float(threshold) < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
+        if uncertainty_key is not None and uncertainty_max is None:
+            if uncertainty_key not in _UNCERTAINTY_MAX:
+                raise ValueError(
+                    f"give uncertainty_max for uncertainty_key={uncertainty_key!r} (known: {sorted(_UNCERTAINTY_MAX)})"
+                )
+            uncertainty_max = _UNCERTAINTY_MAX[uncertainty_key]
+        if uncertainty_max is not None and not float(uncertainty_max) > 0:
+            raise ValueError(f"uncertainty_max must be > 0, got {uncertainty_max!r}")
+        self.output_dir = Path(output_dir)
+        self.threshold = float(threshold)
+        self.overwrite = bool(overwrite)
+        self.id_key = id_key
+        self.image_key = image_key
+        self.output_transform = output_transform or from_engine([CommonKeys.PRED])
+        self.mask_key = mask_key
+        self.uncertainty_key = uncertainty_key
+        self.uncertainty_max = None if uncertainty_max is None else float(uncertainty_max)
+        self.logger = logging.getLogger(name)
+        self._name = name
+        self._position = 0
+        self.written: list[Path] = []
+        if not self.overwrite and self.output_dir.is_dir():
+            existing = sorted(self.output_dir.glob(f"*{MASK_SUFFIX}"))
+            if existing:
+                raise FileExistsError(
+                    f"{self.output_dir} already holds predicted masks (e.g. {existing[0].name}); pass --overwrite true "
+                    "to replace them, or choose another --output_dir"
+                )
+
+    def attach(self, engine: Engine) -> None:
+        if self._name is None:
+            self.logger = engine.logger
+        if not engine.has_event_handler(self.epoch_started, Events.EPOCH_STARTED):
+            engine.add_event_handler(Events.EPOCH_STARTED, self.epoch_started)
+        if not engine.has_event_handler(self.iteration_completed, Events.ITERATION_COMPLETED):
+            engine.add_event_handler(Events.ITERATION_COMPLETED, self.iteration_completed)
+        if not engine.has_event_handler(self.epoch_completed, Events.EPOCH_COMPLETED):
+            engine.add_event_handler(Events.EPOCH_COMPLETED, self.epoch_completed)
+
+    def epoch_started(self, engine: Engine) -> None:
+        self._position = 0
+        self.written = []
+
+    # ------------------------------------------------------------------------------------------- one iteration
+    def _items(self, engine: Engine, size: int) -> list[Mapping]:
+        batch = engine.state.batch
+        items = batch if isinstance(batch, list) else decollate_batch(batch) if isinstance(batch, dict) else []
+        return items if len(items) == size else [{}] * size
+
+    def _sample_id(self, item: Mapping) -> str:
+        value = item.get(self.id_key)
+        if value is None:
+            image = item.get(self.image_key)
+            source = image.meta.get(ImageMetaKey.FILENAME_OR_OBJ) if isinstance(image, MetaTensor) else None
+            value = Path(str(source)).name.split(".")[0] if source else None
+        if isinstance(value, torch.Tensor):
+            value = value.item() if value.numel() == 1 else "_".join(str(v) for v in value.tolist())
+        if value is None or value == "":
+            if idist.get_world_size() > 1:
+                raise ValueError(
+                    f"a sample has no {self.id_key!r} entry and no image file name; a multi-process run needs an id "
+                    f"per sample to name its mask file"
+                )
+            value = f"{self._position:05d}"
+        return _UNSAFE.sub("_", str(value))
+
+    def _masks(self, engine: Engine, size: int) -> list[torch.Tensor | None]:
+        if self.mask_key is None:
+            return [None] * size
+        output = engine.state.output
+        outputs = output if isinstance(output, list) else [output]
+        items = self._items(engine, size)
+        masks = []
+        for k in range(size):
+            source = outputs[k] if len(outputs) == size and self.mask_key in outputs[k] else items[k]
+            if self.mask_key not in source:
+                raise KeyError(f"mask_key {self.mask_key!r} is neither in the engine output nor in the batch")
+            masks.append(torch.as_tensor(source[self.mask_key]).detach().cpu())
+        return masks
+
+    def _uncertainty(self, engine: Engine) -> torch.Tensor | None:
+        if self.uncertainty_key is None:
+            return None
+        last = getattr(getattr(engine, "inferer", None), "last_output", None)
+        value = last.get(self.uncertainty_key) if isinstance(last, dict) else None
+        return value.detach().float().cpu() if isinstance(value, torch.Tensor) else None
+
+    def _path(self, sample_id: str, suffix: str) -> Path:
+        path = self.output_dir / f"{sample_id}{suffix}"
+        if path.exists() and not self.overwrite and path not in self.written:
+            raise FileExistsError(f"{path} exists; pass --overwrite true to replace it, or choose another --output_dir")
+        return path
+
+    def iteration_completed(self, engine: Engine) -> None:
+        predictions = [
+            torch.as_tensor(p).detach().float().cpu() for p in list(self.output_transform(engine.state.output))
+        ]
+        size = len(predictions)
+        items = self._items(engine, size)
+        masks = self._masks(engine, size)
+        uncertainty = self._uncertainty(engine)
+        if uncertainty is not None and uncertainty.shape[0] != size:
+            uncertainty = None  # not from this iteration's inferer call
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        for k, prediction in enumerate(predictions):
+            if prediction.ndim != 3:
+                raise ValueError(
+                    f"predictions must be 2D, channel-first (C, H, W), got shape {tuple(prediction.shape)}"
+                )
+            sample_id = self._sample_id(items[k])
+            if prediction.shape[0] == 1:
+                picture = np.where(prediction[0].numpy() >= self.threshold, 255, 0).astype(np.uint8)
+            else:
+                picture = prediction.argmax(dim=0).numpy().astype(np.uint8)
+            if masks[k] is not None:
+                inside = masks[k].reshape(masks[k].shape[-2:]) != 0
+                if tuple(inside.shape) != picture.shape:
+                    raise ValueError(f"mask of {sample_id} is {tuple(inside.shape)}, its prediction {picture.shape}")
+                picture = np.where(inside.numpy(), picture, 0).astype(np.uint8)
+            self._save(picture, self._path(sample_id, MASK_SUFFIX))
+            if uncertainty is not None:
+                grey = _resized(uncertainty[k], tuple(prediction.shape[1:])) / self.uncertainty_max
+                picture = np.round(255.0 * grey.clamp(0.0, 1.0).numpy()).astype(np.uint8)
+                self._save(picture, self._path(sample_id, f"_{self.uncertainty_key}.png"))
+            self._position += 1
+
+    def _save(self, picture: np.ndarray, path: Path) -> None:
+        from PIL import Image
+
+        Image.fromarray(picture).save(path)  # uint8 (H, W): 8-bit grey
+        self.written.append(path)
+
+    def epoch_completed(self, engine: Engine) -> None:
+        masks = sum(1 for p in self.written if p.name.endswith(MASK_SUFFIX))
+        self.logger.info(
+            f"wrote {masks} predicted mask(s) and {len(self.written) - masks} uncertainty map(s) to {self.output_dir}"
+        )
+
+
+def _resized(values: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+    """``(K, h, w)`` map -> ``(H, W)``: the maximum over ``K``, resized bilinearly when the size differs."""
+    if values.ndim != 3:
+        raise ValueError(f"uncertainty maps must be (K, H, W), got shape {tuple(values.shape)}")
+    values = values.amax(dim=0)
+    if tuple(values.shape) == size:
+        return values
+    return F.interpolate(values[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
