@@ -1,0 +1,783 @@
+"""Paper-style comparison of a repeatability bundle over loss and MC-dropout variants and seeds (Table 1).
+
+Table 1 of *Focal loss improves repeatability of deep learning models* has four rows per task:
+(i) cross-entropy, (ii) focal loss, (iii) cross-entropy with MC dropout, (iv) focal loss with MC dropout,
+each with the 95% limits of agreement (LoA) and the accuracy as mean ± half the 95% confidence interval,
+and calls focal better than cross-entropy where the difference is significant. This module produces that
+table from trained checkpoints of a bundle (``bundles/knee_oa_grading``, ``bundles/breast_density``):
+
+1. every checkpoint is evaluated twice by the bundle's own ``evaluate.yaml`` (in this process, as
+   ``python -m monai.bundle run`` would): without and with ``--mc_dropout true``. Each run writes its
+   ``metrics.json`` and Bland-Altman plot to ``<output_dir>/<variant>/seed<s>/``;
+2. LoA ± CI come from the run's repeatability report (percentile bootstrap over patients, ``n_boot``);
+   accuracy ± CI from a percentile bootstrap over patients of the per-image correctness (all images of a
+   drawn patient enter together), :func:`accuracy_with_ci`;
+3. the paired tests use the same images of both models: focal vs cross-entropy without MC and with MC (and
+   the MC effect per loss), for LoA with :func:`monai_imbalance.metrics.compare_repeatability` and for
+   accuracy with :func:`compare_accuracy` (paired bootstrap over patients; two-sided p-value
+   ``min(1, 2 min(P(Δ* <= 0), P(Δ* >= 0)))`` with the ``(1 + count) / (B + 1)`` correction);
+4. over several seeds the table adds mean ± SD of each variant and how many seeds favour focal loss.
+
+Command line (the bundle overrides after ``--`` are the ones used for training, e.g. data and network)::
+
+    # train cross-entropy and focal models for seeds 0, 1, 2 (into runs/{ce,focal}/seed<s>/models)
+    python -m monai_imbalance.compare train --bundle bundles/knee_oa_grading --seeds 0 1 2 --output_dir runs \\
+        -- --dataset_dir /data/kneeKL224
+    # the table from the checkpoints (paired by position: one cross-entropy and one focal model per seed)
+    python -m monai_imbalance.compare table --bundle bundles/knee_oa_grading --output_dir runs/table1 \\
+        --ce runs/ce/seed0/models runs/ce/seed1/models runs/ce/seed2/models \\
+        --focal runs/focal/seed0/models runs/focal/seed1/models runs/focal/seed2/models \\
+        -- --dataset_dir /data/kneeKL224
+
+``table`` writes ``<output_dir>/table1.md`` (the markdown printed) and ``table1.json`` (every number); an
+``output_dir`` that already holds results is refused unless ``--overwrite``.
+
+Bundle contract: ``train.yaml`` with ``loss_name``, ``seed``, ``ckpt_dir``, ``log_dir``, ``output_dir``;
+``evaluate.yaml`` layered over it with ``ckpt_path``, ``mc_dropout``, ``mc_samples``, ``n_boot``, an
+``evaluate#evaluator`` whose items carry ``patient_id`` and an ``id``, and a repeatability report under
+``"repeatability"`` and the classification report under ``eval_split`` in ``<output_dir>/metrics.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import logging
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.handlers import from_engine
+
+from monai_imbalance.metrics.repeatability import compare_repeatability
+from monai_imbalance.reporting import load_metrics_json, to_jsonable
+
+__all__ = [
+    "LOSSES",
+    "VARIANTS",
+    "EvaluationRecord",
+    "Variant",
+    "accuracy_with_ci",
+    "compare_accuracy",
+    "evaluate_checkpoint",
+    "format_table1",
+    "main",
+    "parse_overrides",
+    "run_bundle_config",
+    "run_table1",
+    "table1",
+    "train_variants",
+]
+
+logger = logging.getLogger(__name__)
+
+#: the two losses of the study: name -> the bundle's ``loss_name``
+LOSSES: dict[str, str] = {"ce": "ce", "focal": "focal"}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of Table 1: a loss, with or without MC dropout."""
+
+    key: str
+    row: str
+    label: str
+    loss: str
+    mc_dropout: bool
+
+
+#: the four rows of the paper's Table 1, in its order
+VARIANTS: tuple[Variant, ...] = (
+    Variant("ce", "(i)", "cross-entropy", "ce", False),
+    Variant("focal", "(ii)", "focal loss", "focal", False),
+    Variant("ce_mc", "(iii)", "cross-entropy, MC dropout", "ce", True),
+    Variant("focal_mc", "(iv)", "focal loss, MC dropout", "focal", True),
+)
+
+#: paired comparisons (a, b): difference a - b; the first two are the paper's focal-vs-baseline tests
+COMPARISONS: tuple[tuple[str, str], ...] = (
+    ("focal", "ce"),
+    ("focal_mc", "ce_mc"),
+    ("ce_mc", "ce"),
+    ("focal_mc", "focal"),
+)
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def _patient_table(
+    correct: np.ndarray, patients: Sequence[Any], *others: np.ndarray
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Per patient: number of images and the sum of ``correct`` (and of each array in ``others``)."""
+    _, cluster = np.unique(np.asarray([str(p) for p in patients], dtype=object), return_inverse=True)
+    counts = np.bincount(cluster).astype(np.float64)
+    sums = [np.bincount(cluster, weights=np.asarray(a, dtype=np.float64)) for a in (correct, *others)]
+    return counts, sums
+
+
+def _check_correct(correct: Any, patients: Sequence[Any], name: str = "correct") -> np.ndarray:
+    values = np.asarray(correct)
+    if values.ndim != 1 or len(values) == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D array (one entry per image), got shape {values.shape}")
+    if len(patients) != len(values):
+        raise ValueError(f"got {len(values)} {name} entries but {len(patients)} patient ids")
+    if not np.isin(values, (0, 1)).all():
+        raise ValueError(f"{name} must hold 0/1 (or booleans): whether each image was classified correctly")
+    return values.astype(np.float64)
+
+
+def _check_n_boot(n_boot: int) -> int:
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
+        raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
+    return int(n_boot)
+
+
+def _interval(values: np.ndarray) -> list[float]:
+    lo, hi = np.percentile(values, [2.5, 97.5])
+    return [float(lo), float(hi)]
+
+
+def accuracy_with_ci(correct: Any, patients: Sequence[Any], n_boot: int = 500, seed: int = 0) -> dict[str, Any]:
+    """Accuracy with a percentile-bootstrap 95% CI over patients.
+
+    With images ``i`` of patients ``p(i)`` and ``c_i`` = 1 for a correct prediction, the accuracy is
+    :math:`\\sum_i c_i / N`. Each of ``n_boot`` replicates draws ``P`` patients with replacement and
+    takes :math:`\\sum_{p \\in draw} C_p / \\sum_{p \\in draw} N_p` (``C_p``, ``N_p``: correct and all images
+    of patient ``p``), so a patient's images stay together.
+
+    Args:
+        correct: ``(N,)`` 0/1 or booleans.
+        patients: ``N`` patient ids (compared as strings).
+        n_boot: bootstrap replicates.
+        seed: seed of ``numpy.random.default_rng``.
+
+    Returns:
+        ``{"accuracy", "ci": [lo, hi], "pm": (hi - lo) / 2, "n_images", "n_patients", "n_boot", "seed"}``.
+
+    Raises:
+        ValueError: mismatched lengths, values other than 0/1, an empty input or a bad ``n_boot``.
+    """
+    values = _check_correct(correct, patients)
+    n_boot = _check_n_boot(n_boot)
+    counts, (sums,) = _patient_table(values, patients)
+    draws = np.random.default_rng(seed).integers(0, len(counts), size=(n_boot, len(counts)))
+    boot = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
+    ci = _interval(boot)
+    return {
+        "accuracy": float(values.mean()),
+        "ci": ci,
+        "pm": (ci[1] - ci[0]) / 2.0,
+        "n_images": len(values),
+        "n_patients": len(counts),
+        "n_boot": n_boot,
+        "seed": int(seed),
+    }
+
+
+def compare_accuracy(
+    correct_a: Any, correct_b: Any, patients: Sequence[Any], n_boot: int = 2000, seed: int = 0
+) -> dict[str, Any]:
+    """Paired bootstrap test of the accuracy difference of two models on the same images.
+
+    Replicates draw patients with replacement and evaluate both accuracies on the *same* draw:
+    :math:`\\Delta^* = acc_a^* - acc_b^*`. The p-value is two-sided,
+    ``min(1, 2 min(P_le, P_ge))`` with ``P_le = (1 + #{Δ* <= 0}) / (B + 1)`` and ``P_ge`` alike, as in
+    :func:`monai_imbalance.metrics.compare_repeatability`.
+
+    Args:
+        correct_a, correct_b: ``(N,)`` 0/1 correctness of the two models on the same ``N`` images, aligned.
+        patients: ``N`` patient ids.
+        n_boot: bootstrap replicates.
+        seed: bootstrap seed.
+
+    Returns:
+        ``{"metric": "accuracy", "a", "b", "difference": a - b, "ci": [lo, hi] of Δ*, "p_value",
+        "n_images", "n_patients", "n_boot", "seed"}``.
+    """
+    a = _check_correct(correct_a, patients, "correct_a")
+    b = _check_correct(correct_b, patients, "correct_b")
+    n_boot = _check_n_boot(n_boot)
+    counts, (sums_a, sums_b) = _patient_table(a, patients, b)
+    draws = np.random.default_rng(seed).integers(0, len(counts), size=(n_boot, len(counts)))
+    n = counts[draws].sum(axis=1)
+    deltas = (sums_a[draws].sum(axis=1) - sums_b[draws].sum(axis=1)) / n
+    p_le = (1 + np.sum(deltas <= 0)) / (n_boot + 1)
+    p_ge = (1 + np.sum(deltas >= 0)) / (n_boot + 1)
+    return {
+        "metric": "accuracy",
+        "a": float(a.mean()),
+        "b": float(b.mean()),
+        "difference": float(a.mean() - b.mean()),
+        "ci": _interval(deltas),
+        "p_value": float(min(1.0, 2.0 * min(p_le, p_ge))),
+        "n_images": len(a),
+        "n_patients": len(counts),
+        "n_boot": n_boot,
+        "seed": int(seed),
+    }
+
+
+# ---------------------------------------------------------------- running a bundle in this process
+
+
+def parse_overrides(args: Sequence[str]) -> dict[str, Any]:
+    """``["--key", "value", "--other=1"]`` -> ``{"key": "value", "other": 1}``, as ``monai.bundle run`` reads them.
+
+    Values that are Python literals (numbers, lists, dicts, ``True``/``None``) are converted; everything else,
+    ``true``/``false`` included, stays a string (the bundles read switches with ``as_bool``).
+
+    Raises:
+        ValueError: an argument that is not ``--key`` or a key without a value.
+    """
+    out: dict[str, Any] = {}
+    items = list(args)
+    i = 0
+    while i < len(items):
+        arg = items[i]
+        if not arg.startswith("--") or len(arg) < 3:
+            raise ValueError(f"expected a bundle override '--key value', got {arg!r}")
+        if "=" in arg:
+            key, value = arg[2:].split("=", 1)
+            i += 1
+        else:
+            if i + 1 >= len(items):
+                raise ValueError(f"bundle override {arg!r} has no value")
+            key, value = arg[2:], items[i + 1]
+            i += 2
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key] = value
+    return out
+
+
+def _config_files(bundle: Path, configs: Sequence[str]) -> list[str]:
+    files = [bundle / "configs" / (name if name.endswith((".yaml", ".json")) else f"{name}.yaml") for name in configs]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise FileNotFoundError(f"bundle config(s) not found: {missing}")
+    return [str(f) for f in files]
+
+
+def _bundle_path(bundle: str | Path) -> Path:
+    path = Path(bundle).expanduser().resolve()
+    if not (path / "configs").is_dir():
+        raise FileNotFoundError(f"{bundle} is not a bundle folder (no configs/ in {path})")
+    return path
+
+
+def run_bundle_config(
+    bundle: str | Path,
+    configs: Sequence[str],
+    overrides: Mapping[str, Any] | None = None,
+    before_run: Any = None,
+) -> Any:
+    """Run ``configs`` of a bundle in this process, as ``python -m monai.bundle run --config_file [...]`` does.
+
+    Args:
+        bundle: the bundle folder (holding ``configs/``).
+        configs: config names layered in order, e.g. ``["train", "evaluate"]``.
+        overrides: ``--key value`` overrides (``bundle_root`` defaults to the bundle folder).
+        before_run: optional ``callable(parser)`` called after ``initialize`` and before ``run``, e.g. to attach
+            a handler to a parsed engine (parsed objects are cached, so ``run`` uses the same ones).
+
+    Returns:
+        the finished ``monai.bundle.ConfigWorkflow``.
+    """
+    from monai.bundle import ConfigWorkflow
+
+    import monai_imbalance  # noqa: F401  (short names in the configs)
+
+    root = _bundle_path(bundle)
+    settings = {"bundle_root": str(root), **dict(overrides or {})}
+    workflow = ConfigWorkflow(config_file=_config_files(root, configs), workflow_type=None, **settings)
+    workflow.initialize()
+    if before_run is not None:
+        before_run(workflow.parser)
+    workflow.run()
+    workflow.finalize()
+    return workflow
+
+
+def train_variants(
+    bundle: str | Path,
+    output_dir: str | Path,
+    seeds: Sequence[int] = (0,),
+    losses: Sequence[str] = tuple(LOSSES),
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[tuple[str, int], Path]:
+    """Train the bundle once per loss and seed; return ``{(loss, seed): checkpoint folder}``.
+
+    Run ``(loss, seed)`` writes ``<output_dir>/<loss>/seed<seed>/{models,logs}``. The bundle refuses to
+    overwrite an earlier run's checkpoints there (pass ``overwrite=True`` or ``resume=True`` in ``overrides``).
+    """
+    out = Path(output_dir)
+    unknown = [loss for loss in losses if loss not in LOSSES]
+    if unknown:
+        raise ValueError(f"unknown loss(es) {unknown}; expected some of {list(LOSSES)}")
+    result: dict[tuple[str, int], Path] = {}
+    for seed in seeds:
+        for loss in losses:
+            run_dir = out / loss / f"seed{seed}"
+            settings = {
+                **dict(overrides or {}),
+                "loss_name": LOSSES[loss],
+                "seed": int(seed),
+                "ckpt_dir": str(run_dir / "models"),
+                "log_dir": str(run_dir / "logs"),
+                "output_dir": str(run_dir / "eval"),
+            }
+            logger.info("training %s, seed %s -> %s", loss, seed, run_dir)
+            run_bundle_config(bundle, ["train"], settings)
+            result[(loss, int(seed))] = run_dir / "models"
+    return result
+
+
+class _PerImageCollector:
+    """Ignite handler collecting, per evaluated image, its key, patient id, label and predicted class."""
+
+    def __init__(self) -> None:
+        self.keys: list[tuple[str, int]] = []
+        self.patients: list[str] = []
+        self.labels: list[int] = []
+        self.predicted: list[int] = []
+
+    def attach(self, engine: Any) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    @staticmethod
+    def _items(batch: Any, size: int) -> list[Mapping[str, Any]]:
+        if isinstance(batch, list) and all(isinstance(b, Mapping) for b in batch):
+            return batch
+        if isinstance(batch, Mapping):
+            return [{k: v[i] for k, v in batch.items() if isinstance(v, (list, tuple))} for i in range(size)]
+        raise TypeError(f"cannot read per-image ids from a batch of type {type(batch).__name__}")
+
+    def __call__(self, engine: Any) -> None:
+        preds, labels = from_engine(["pred", "label"])(engine.state.output)
+        items = self._items(engine.state.batch, len(preds))
+        for pred, label, item in zip(preds, labels, items, strict=True):
+            position = len(self.keys)
+            image_id = item.get("id", f"#{position}")
+            repeat = item.get("repeat_index", 0)
+            self.keys.append((str(image_id), int(torch.as_tensor(repeat).item())))
+            self.patients.append(str(item.get("patient_id", f"#{position}")))
+            self.labels.append(int(torch.as_tensor(label).reshape(-1)[0].item()))
+            self.predicted.append(int(torch.as_tensor(pred).reshape(-1).argmax().item()))
+
+
+@dataclass
+class EvaluationRecord:
+    """One evaluation of one checkpoint: the bundle's reports and the per-image correctness."""
+
+    variant: str
+    seed: int
+    checkpoint: str
+    output_dir: str
+    classification: dict[str, Any]
+    repeatability: dict[str, Any]
+    keys: list[tuple[str, int]] = field(default_factory=list)
+    patients: list[str] = field(default_factory=list)
+    correct: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+
+def _checkpoint_file(checkpoint: str | Path) -> Path:
+    path = Path(checkpoint).expanduser()
+    if path.is_dir():
+        path = path / "model.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path} (give a .pt file or a folder holding model.pt)")
+    return path
+
+
+def evaluate_checkpoint(
+    bundle: str | Path,
+    checkpoint: str | Path,
+    mc_dropout: bool,
+    output_dir: str | Path,
+    overrides: Mapping[str, Any] | None = None,
+    variant: str = "",
+    seed: int = 0,
+) -> EvaluationRecord:
+    """Evaluate one checkpoint with the bundle's ``evaluate.yaml`` (with or without MC dropout).
+
+    Args:
+        bundle: the bundle folder.
+        checkpoint: ``model.pt`` or the folder holding it.
+        mc_dropout: run through the bundle's MC-dropout inferer.
+        output_dir: where the bundle writes ``metrics.json``, the Bland-Altman and confusion-matrix PNGs, and
+            TensorBoard logs (``<output_dir>/logs``).
+        overrides: further bundle overrides (data, network, ``mc_samples``, ``n_boot``, ...).
+        variant, seed: labels stored in the record.
+
+    Raises:
+        FileNotFoundError: no checkpoint.
+        ValueError: the run wrote no repeatability report (e.g. ``--repeats none``).
+    """
+    ckpt = _checkpoint_file(checkpoint)
+    out = Path(output_dir)
+    settings = {
+        **dict(overrides or {}),
+        "ckpt_dir": str(ckpt.parent),
+        "ckpt_path": str(ckpt),
+        "output_dir": str(out),
+        "log_dir": str(out / "logs"),
+        "mc_dropout": bool(mc_dropout),
+    }
+    collector = _PerImageCollector()
+    workflow = run_bundle_config(
+        bundle,
+        ["train", "evaluate"],
+        settings,
+        before_run=lambda parser: collector.attach(parser.get_parsed_content("evaluate#evaluator")),
+    )
+    split = workflow.parser.get_parsed_content("eval_split")
+    metrics = load_metrics_json(out / "metrics.json")
+    if "repeatability" not in metrics:
+        raise ValueError(f"{out / 'metrics.json'} has no repeatability report: evaluate with repeats (not 'none')")
+    correct = np.asarray(collector.predicted) == np.asarray(collector.labels)
+    return EvaluationRecord(
+        variant=variant,
+        seed=int(seed),
+        checkpoint=str(ckpt),
+        output_dir=str(out),
+        classification=metrics[split],
+        repeatability=metrics["repeatability"],
+        keys=collector.keys,
+        patients=collector.patients,
+        correct=correct.astype(np.float64),
+    )
+
+
+# ---------------------------------------------------------------- the table
+
+
+def _aligned(a: EvaluationRecord, b: EvaluationRecord) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Correctness of ``a`` and ``b`` on their shared images (by id and repeat index), in ``a``'s order."""
+    index_b = {key: i for i, key in enumerate(b.keys)}
+    if len(index_b) != len(b.keys) or len(set(a.keys)) != len(a.keys):
+        raise ValueError("image keys (id, repeat index) are not unique; give every datalist item a unique 'id'")
+    shared = [i for i, key in enumerate(a.keys) if key in index_b]
+    if len(shared) != len(a.keys) or len(shared) != len(b.keys):
+        raise ValueError(
+            f"{a.variant} and {b.variant} (seed {a.seed}) were evaluated on different images "
+            f"({len(a.keys)} vs {len(b.keys)}, {len(shared)} shared): use the same data overrides for both"
+        )
+    order_b = [index_b[a.keys[i]] for i in shared]
+    return a.correct[shared], b.correct[order_b], [a.patients[i] for i in shared]
+
+
+def _row(record: EvaluationRecord, n_boot: int, seed: int) -> dict[str, Any]:
+    rep = record.repeatability
+    acc = accuracy_with_ci(record.correct, record.patients, n_boot=n_boot, seed=seed)
+    return {
+        "loa": rep["loa"],
+        "loa_pm": rep.get("loa_pm"),
+        "loa_ci": rep.get("loa_ci"),
+        "loa_sd": rep.get("loa_sd"),
+        "mean_abs_diff": rep.get("mean_abs_diff"),
+        "disagreement_rate": rep.get("disagreement_rate"),
+        "icc": rep.get("icc"),
+        "loa_rel": rep.get("loa_rel"),
+        "n_patients": rep.get("n_patients"),
+        "n_patients_distinct": rep.get("n_patients_distinct"),
+        "accuracy": acc["accuracy"],
+        "accuracy_pm": acc["pm"],
+        "accuracy_ci": acc["ci"],
+        "n_images": acc["n_images"],
+        "output_dir": record.output_dir,
+        "checkpoint": record.checkpoint,
+    }
+
+
+def table1(
+    records: Sequence[EvaluationRecord], n_boot: int = 500, n_boot_paired: int = 2000, seed: int = 0
+) -> dict[str, Any]:
+    """Assemble Table 1 from evaluation records (one per variant and seed; see :data:`VARIANTS`).
+
+    Returns:
+        ``{"seeds": [{"seed", "rows": {variant: row}, "comparisons": [...], "repeats": ...}], "summary": {...}}``:
+        rows with LoA (± CI half-width from the bundle's report), accuracy (± patient-bootstrap CI), parametric
+        LoA, mean absolute difference, disagreement rate, ICC, loa_rel and patients; comparisons (a vs b) with
+        the paired LoA test (``loa``) and the paired accuracy test (``accuracy``); the summary has, per variant,
+        the mean and SD over seeds, and per comparison how many seeds had a lower LoA for ``a``, significantly
+        so (``p < 0.05`` and ``ci[1] < 0``).
+
+    Raises:
+        ValueError: a seed without all four variants, or variants evaluated on different images.
+    """
+    by_seed: dict[int, dict[str, EvaluationRecord]] = {}
+    for record in records:
+        by_seed.setdefault(record.seed, {})[record.variant] = record
+    seeds_out = []
+    for seed_value in sorted(by_seed):
+        present = by_seed[seed_value]
+        missing = [v.key for v in VARIANTS if v.key not in present]
+        if missing:
+            raise ValueError(f"seed {seed_value} lacks the variant(s) {missing}")
+        rows = {v.key: _row(present[v.key], n_boot, seed) for v in VARIANTS}
+        comparisons = []
+        for a_key, b_key in COMPARISONS:
+            a, b = present[a_key], present[b_key]
+            correct_a, correct_b, patients = _aligned(a, b)
+            comparisons.append(
+                {
+                    "a": a_key,
+                    "b": b_key,
+                    "loa": compare_repeatability(a.repeatability, b.repeatability, "loa", n_boot_paired, seed),
+                    "accuracy": compare_accuracy(correct_a, correct_b, patients, n_boot_paired, seed),
+                }
+            )
+        seeds_out.append(
+            {
+                "seed": seed_value,
+                "rows": rows,
+                "comparisons": comparisons,
+                "repeats": present["ce"].repeatability.get("repeats"),
+            }
+        )
+    if not seeds_out:
+        raise ValueError("no evaluation records")
+
+    summary: dict[str, Any] = {"n_seeds": len(seeds_out), "rows": {}, "comparisons": []}
+    for v in VARIANTS:
+        loas = np.array([s["rows"][v.key]["loa"] for s in seeds_out])
+        accs = np.array([s["rows"][v.key]["accuracy"] for s in seeds_out])
+        summary["rows"][v.key] = {
+            "loa_mean": float(loas.mean()),
+            "loa_sd": float(loas.std(ddof=1)) if len(loas) > 1 else None,
+            "accuracy_mean": float(accs.mean()),
+            "accuracy_sd": float(accs.std(ddof=1)) if len(accs) > 1 else None,
+        }
+    for i, (a_key, b_key) in enumerate(COMPARISONS):
+        tests = [s["comparisons"][i] for s in seeds_out]
+        summary["comparisons"].append(
+            {
+                "a": a_key,
+                "b": b_key,
+                "loa_lower": sum(t["loa"]["difference"] < 0 for t in tests),
+                "loa_significantly_lower": sum(t["loa"]["ci"][1] < 0 and t["loa"]["p_value"] < 0.05 for t in tests),
+                "loa_difference_mean": float(np.mean([t["loa"]["difference"] for t in tests])),
+                "accuracy_significantly_different": sum(t["accuracy"]["p_value"] < 0.05 for t in tests),
+                "accuracy_difference_mean": float(np.mean([t["accuracy"]["difference"] for t in tests])),
+            }
+        )
+    return {"seeds": seeds_out, "summary": summary, "n_boot": n_boot, "n_boot_paired": n_boot_paired}
+
+
+def _pm(value: float | None, pm: float | None, digits: int = 3) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.{digits}f}" + ("" if pm is None else f" ± {pm:.{digits}f}")
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _repeats_text(repeats: Mapping[str, Any] | None) -> str:
+    if not repeats:
+        return "repeats: unknown"
+    if repeats.get("source") == "simulated":
+        return (
+            f"repeats: **simulated** ({repeats.get('num_repeats')} perturbed copies of each of "
+            f"{repeats.get('n_source_images')} images, strength {repeats.get('strength')}); LoA values are not "
+            "comparable with the paper's real repeat images"
+        )
+    return (
+        f"repeats: from the datalist ({repeats.get('n_units_with_repeats')} units of "
+        f"{'/'.join(repeats.get('unit', []))} with two or more images)"
+    )
+
+
+def format_table1(table: Mapping[str, Any], title: str = "Table 1") -> str:
+    """Markdown of :func:`table1`: per seed the four rows and the paired tests, then the summary over seeds."""
+    labels = {v.key: f"{v.row} {v.label}" for v in VARIANTS}
+    lines = [f"# {title}", ""]
+    for entry in table["seeds"]:
+        lines += [f"## seed {entry['seed']}", "", _repeats_text(entry.get("repeats")), ""]
+        lines += [
+            "| model | 95% LoA ↓ | accuracy | LoA (1.96 SD) | mean abs. diff. | disagreement | ICC | patients |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for v in VARIANTS:
+            r = entry["rows"][v.key]
+            lines.append(
+                f"| {labels[v.key]} | {_pm(r['loa'], r['loa_pm'])} | {_pm(r['accuracy'], r['accuracy_pm'])} | "
+                f"{_num(r['loa_sd'])} | {_num(r['mean_abs_diff'])} | {_num(r['disagreement_rate'])} | "
+                f"{_num(r['icc'])} | {r['n_patients']} |"
+            )
+        lines += [
+            "",
+            "| paired test (a vs b) | ΔLoA [95% CI] | p | Δaccuracy [95% CI] | p |",
+            "|---|---|---|---|---|",
+        ]
+        for c in entry["comparisons"]:
+            loa, acc = c["loa"], c["accuracy"]
+            lines.append(
+                f"| {labels[c['a']]} vs {labels[c['b']]} | {loa['difference']:+.3f} "
+                f"[{loa['ci'][0]:+.3f}, {loa['ci'][1]:+.3f}] | {loa['p_value']:.3g} | {acc['difference']:+.3f} "
+                f"[{acc['ci'][0]:+.3f}, {acc['ci'][1]:+.3f}] | {acc['p_value']:.3g} |"
+            )
+        lines.append("")
+    summary = table["summary"]
+    n = summary["n_seeds"]
+    lines += [f"## summary over {n} seed(s) (mean ± SD over seeds)", ""]
+    lines += ["| model | 95% LoA ↓ | accuracy |", "|---|---|---|"]
+    for v in VARIANTS:
+        s = summary["rows"][v.key]
+        lines.append(
+            f"| {labels[v.key]} | {_pm(s['loa_mean'], s['loa_sd'])} | {_pm(s['accuracy_mean'], s['accuracy_sd'])} |"
+        )
+    lines += [
+        "",
+        "| a vs b | seeds with lower LoA (significant) | mean ΔLoA | seeds with a significant accuracy change "
+        "| mean Δaccuracy |",
+        "|---|---|---|---|---|",
+    ]
+    for c in summary["comparisons"]:
+        lines.append(
+            f"| {labels[c['a']]} vs {labels[c['b']]} | {c['loa_lower']}/{n} ({c['loa_significantly_lower']}/{n}) | "
+            f"{c['loa_difference_mean']:+.3f} | {c['accuracy_significantly_different']}/{n} | "
+            f"{c['accuracy_difference_mean']:+.3f} |"
+        )
+    lines += [
+        "",
+        f"LoA ± half its 95% CI from the bundle's report (bootstrap over patients, B = {table['n_boot']}); accuracy "
+        f"± half its 95% CI (bootstrap over patients, B = {table['n_boot']}); paired tests: bootstrap over the "
+        f"same patients for both models (B = {table['n_boot_paired']}), Δ = a - b, two-sided p.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def run_table1(
+    bundle: str | Path,
+    ce: Sequence[str | Path],
+    focal: Sequence[str | Path],
+    output_dir: str | Path,
+    overrides: Mapping[str, Any] | None = None,
+    seeds: Sequence[int] | None = None,
+    n_boot: int = 500,
+    n_boot_paired: int = 2000,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Evaluate the four variants of each (cross-entropy, focal) checkpoint pair and write Table 1.
+
+    Args:
+        bundle: the bundle folder.
+        ce, focal: checkpoints (``model.pt`` or their folders), paired by position (one pair per seed).
+        output_dir: evaluation outputs (``<variant>/seed<s>/``), ``table1.md`` and ``table1.json``.
+        overrides: bundle overrides used for every evaluation (the training's data and network settings).
+        seeds: labels of the pairs (default ``0 .. n-1``).
+        n_boot: bootstrap replicates of the CIs (passed to the bundle too).
+        n_boot_paired: bootstrap replicates of the paired tests.
+        overwrite: allow an ``output_dir`` that already holds results.
+
+    Returns:
+        the :func:`table1` dict, with ``"markdown"``.
+
+    Raises:
+        ValueError: unequal numbers of checkpoints, or none.
+        FileExistsError: ``output_dir`` holds results and ``overwrite`` is not set.
+    """
+    ce, focal = list(ce), list(focal)
+    if not ce or len(ce) != len(focal):
+        raise ValueError(f"give one focal checkpoint per cross-entropy checkpoint (got {len(ce)} and {len(focal)})")
+    labels = list(range(len(ce))) if seeds is None else [int(s) for s in seeds]
+    if len(labels) != len(ce) or len(set(labels)) != len(labels):
+        raise ValueError(f"seeds must be {len(ce)} distinct labels, got {list(seeds or [])}")
+    for checkpoint in ce + focal:
+        _checkpoint_file(checkpoint)
+    out = Path(output_dir)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out} already holds results; choose another --output_dir or pass --overwrite")
+    settings = {**dict(overrides or {}), "n_boot": int(n_boot)}
+    records = []
+    for label, pair in zip(labels, zip(ce, focal, strict=True), strict=True):
+        for v in VARIANTS:
+            checkpoint = pair[0] if v.loss == "ce" else pair[1]
+            logger.info("evaluating %s, seed %s: %s", v.key, label, checkpoint)
+            records.append(
+                evaluate_checkpoint(
+                    bundle, checkpoint, v.mc_dropout, out / v.key / f"seed{label}", settings, v.key, label
+                )
+            )
+    table = table1(records, n_boot=n_boot, n_boot_paired=n_boot_paired)
+    table["bundle"] = str(_bundle_path(bundle))
+    table["overrides"] = to_jsonable(dict(overrides or {}))
+    markdown = format_table1(table, title=f"Table 1: {Path(table['bundle']).name}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "table1.md").write_text(markdown)
+    (out / "table1.json").write_text(json.dumps(to_jsonable(table), indent=2) + "\n")
+    table["markdown"] = markdown
+    return table
+
+
+# ---------------------------------------------------------------- command line
+
+
+def _argument_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m monai_imbalance.compare",
+        description="Table 1 of the focal-loss repeatability paper from a bundle: cross-entropy vs focal loss, "
+        "with and without MC dropout. Bundle overrides (data, network, ...) follow '--'.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train cross-entropy and focal models for the given seeds")
+    train.add_argument("--bundle", required=True, help="bundle folder, e.g. bundles/knee_oa_grading")
+    train.add_argument("--output_dir", required=True, help="runs go to <output_dir>/<loss>/seed<s>/")
+    train.add_argument("--seeds", type=int, nargs="+", default=[0])
+    train.add_argument("--losses", nargs="+", default=list(LOSSES), choices=list(LOSSES))
+    table = sub.add_parser("table", help="evaluate the four variants from checkpoints and write Table 1")
+    table.add_argument("--bundle", required=True, help="bundle folder, e.g. bundles/knee_oa_grading")
+    table.add_argument("--ce", nargs="+", required=True, help="cross-entropy checkpoints (model.pt or folders)")
+    table.add_argument("--focal", nargs="+", required=True, help="focal-loss checkpoints, paired with --ce")
+    table.add_argument("--output_dir", required=True, help="evaluation outputs, table1.md and table1.json")
+    table.add_argument("--seeds", type=int, nargs="+", default=None, help="labels of the pairs (default 0..n-1)")
+    table.add_argument("--mc_samples", type=int, default=None, help="MC-dropout passes (default: the bundle's 50)")
+    table.add_argument("--n_boot", type=int, default=500, help="bootstrap replicates of the CIs")
+    table.add_argument("--n_boot_paired", type=int, default=2000, help="bootstrap replicates of the paired tests")
+    table.add_argument("--overwrite", action="store_true", help="write into an output_dir that holds results")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point (see the module docstring)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    own, extra = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
+    args = _argument_parser().parse_args(own)
+    overrides = parse_overrides(extra)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s - %(name)s - %(levelname)s - %(message)s")
+    if args.command == "train":
+        runs = train_variants(args.bundle, args.output_dir, args.seeds, args.losses, overrides)
+        for (loss, seed), path in runs.items():
+            print(f"{loss} seed {seed}: {path}")
+        return 0
+    if args.mc_samples is not None:
+        overrides["mc_samples"] = args.mc_samples
+    table = run_table1(
+        args.bundle,
+        args.ce,
+        args.focal,
+        args.output_dir,
+        overrides,
+        seeds=args.seeds,
+        n_boot=args.n_boot,
+        n_boot_paired=args.n_boot_paired,
+        overwrite=args.overwrite,
+    )
+    print(table["markdown"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
