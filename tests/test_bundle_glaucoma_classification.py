@@ -135,7 +135,8 @@ def test_train_evaluate_with_mc_dropout_and_infer(tmp_path, fundus_dir, shared_d
 
 
 def test_resume_after_interruption_and_no_silent_overwrite(tmp_path, fundus_dir, caplog):
-    args = tiny(tmp_path, fundus_dir, num_epochs=1)
+    # LDAM with effective-number class weights on the cosine head
+    args = tiny(tmp_path, fundus_dir, num_epochs=1, loss_name="ldam", head="cosine", class_weighting="effective_number")
     run_in_process(BUNDLE, ["train"], args)
     with pytest.raises(RuntimeError) as error:  # the earlier run's checkpoints are not overwritten
         parse_bundle(BUNDLE, ["train"], {**args, "num_epochs": 2}).get_parsed_content("resume_path")
@@ -155,8 +156,9 @@ def test_resume_after_interruption_and_no_silent_overwrite(tmp_path, fundus_dir,
 
 def test_same_seed_gives_the_same_metrics(tmp_path, fundus_dir):
     reports = []
-    for run in ("a", "b"):
-        run_in_process(BUNDLE, ["train"], tiny(tmp_path / run, fundus_dir, num_epochs=1, augment=True))
+    for run in ("a", "b"):  # the RUS baseline: under-sampling with CE
+        args = tiny(tmp_path / run, fundus_dir, num_epochs=1, augment=True, loss_name="ce", sampler_name="under")
+        run_in_process(BUNDLE, ["train"], args)
         reports.append(read_json(tmp_path / run / "models" / "metrics.json")["validation"])
     assert reports[0] == reports[1]
 

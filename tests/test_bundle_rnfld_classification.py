@@ -144,7 +144,8 @@ def test_train_threshold_evaluate_with_mc_dropout_and_infer(tmp_path, fundus_dir
 
 
 def test_resume_after_interruption_and_no_silent_overwrite(tmp_path, fundus_dir, caplog):
-    args = tiny(tmp_path, fundus_dir, num_epochs=1)
+    # the cost-sensitive baseline: class-weighted CE, plain shuffling
+    args = tiny(tmp_path, fundus_dir, num_epochs=1, loss_name="ce", sampler_name="none", class_weighting="inverse")
     run_in_process(BUNDLE, ["train"], args)
     with pytest.raises(RuntimeError) as error:  # the earlier run's checkpoints are not overwritten
         parse_bundle(BUNDLE, ["train"], {**args, "num_epochs": 2}).get_parsed_content("resume_path")
@@ -164,8 +165,9 @@ def test_resume_after_interruption_and_no_silent_overwrite(tmp_path, fundus_dir,
 
 def test_same_seed_gives_the_same_metrics(tmp_path, fundus_dir):
     reports = []
-    for run in ("a", "b"):
-        run_in_process(BUNDLE, ["train"], tiny(tmp_path / run, fundus_dir, num_epochs=1, augment=True))
+    for run in ("a", "b"):  # the ROS baseline: over-sampling with CE
+        args = tiny(tmp_path / run, fundus_dir, num_epochs=1, augment=True, loss_name="ce", sampler_name="over")
+        run_in_process(BUNDLE, ["train"], args)
         reports.append(read_json(tmp_path / run / "models" / "metrics.json")["validation"])
     assert reports[0] == reports[1]
 
