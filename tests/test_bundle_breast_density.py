@@ -182,3 +182,17 @@ def test_missing_patient_id_column_names_it(tmp_path, dicom_data):
         parser.get_parsed_content("datalists")
     assert isinstance(error.value.__cause__, ValueError)
     assert "missing column(s) ['patient_id']" in str(error.value.__cause__)
+
+
+def test_medmnist_style_npz_with_density_names(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 12), ("val", 4), ("test", 4)):
+        arrays[f"{split}_images"] = rng.integers(0, 255, (n, 20, 14), dtype=np.uint8)
+        arrays[f"{split}_labels"] = (np.arange(n) % 4).reshape(-1, 1).astype(np.uint8)
+    np.savez(tmp_path / "density.npz", **arrays)
+    parser = parse_bundle(BUNDLE, ["train"], {"dataset_dir": str(tmp_path / "density.npz"), "data_format": "medmnist"})
+    datalists = parser.get_parsed_content("datalists")
+    assert datalists.class_names == CLASSES and [len(datalists[s]) for s in ("train", "val", "test")] == [12, 4, 4]
+    image = parser.get_parsed_content("validate#preprocessing")(datalists["test"][0])["image"]
+    assert image.shape == (1, 256, 256) and float(image.min()) >= 0.0 and float(image.max()) <= 1.0
