@@ -89,3 +89,17 @@ def test_ids_extra_columns_and_absolute_paths(density_csv):
     (density_csv / "dup.csv").write_text(f"image,label,id\n{absolute},1,a\n{absolute},1,a\n")
     with pytest.raises(ValueError, match="duplicate id 'a'"):
         load_csv_datalists(density_csv, "dup.csv", warn=False)
+
+
+def test_blank_optional_cells_keep_every_item_batchable(density_csv):
+    from monai.data import list_data_collate
+
+    csv_path = density_csv / "datalist.csv"
+    lines = csv_path.read_text().splitlines()
+    lines[1] = lines[1].replace(",v1,", ",,")  # one image without a visit id
+    csv_path.write_text("\n".join(lines) + "\n")
+    d = load_csv_datalists(density_csv, label_column="density", label_map="birads_density", warn=False)
+    assert {frozenset(item) for item in d["train"]} == {frozenset(d["train"][1])}  # the same keys everywhere
+    assert d["train"][0]["visit_id"] == ""
+    batch = list_data_collate([{k: v for k, v in item.items() if k != "image"} for item in d["train"]])
+    assert batch["visit_id"] == ["", "v1", "v1", "v1"]

@@ -146,7 +146,7 @@ def load_csv_datalists(
                 raise ValueError(f"{where} ({path}): empty value in required column {column!r}.")
         item: dict[str, Any] = {"image": str(path), "label": mapping[raw_label]}
         for column, key in optional.items():
-            if column in columns and row[column]:
+            if column in columns:  # every item gets the key (empty when the cell is), so items batch together
                 item[key] = row[column]
         for column in extra_columns:
             item[column] = row[column]
