@@ -11,12 +11,13 @@ from monai_imbalance.inferers import MCDropoutInferer
 from monai_imbalance.networks import FocusNet, find_dropout_modules
 from monai_imbalance.networks.segmentation_factory import (
     SEGMENTATION_NETWORK_NAMES,
+    UNetWithHead,
     get_segmentation_network,
     segmentation_size_divisor,
 )
 
 
-@pytest.mark.parametrize(("name", "cls"), [("unet", UNet), ("FocusNet", FocusNet)])
+@pytest.mark.parametrize(("name", "cls"), [("unet", UNetWithHead), ("FocusNet", FocusNet)])
 @pytest.mark.parametrize("size", [(16, 16), (32, 48)])
 def test_logits_have_the_input_size_and_gradients_reach_every_parameter(name, cls, size):
     torch.manual_seed(0)
@@ -32,8 +33,10 @@ def test_logits_have_the_input_size_and_gradients_reach_every_parameter(name, cl
 
 def test_unet_defaults_follow_the_paper_description():
     net = get_segmentation_network("unet", in_channels=3)
-    assert net.channels == (16, 32, 64, 128, 256) and net.strides == (2, 2, 2, 2)  # strided downsampling
-    assert net.num_res_units == 2
+    assert isinstance(net.unet, UNet) and net.unet.out_channels == 16 and net.head.out_channels == 1
+    assert net.head.kernel_size == (1, 1)
+    assert net.unet.channels == (16, 32, 64, 128, 256) and net.unet.strides == (2, 2, 2, 2)  # strided downsampling
+    assert net.unet.num_res_units == 2
     assert any(isinstance(m, nn.BatchNorm2d) for m in net.modules())
     assert any(isinstance(m, nn.ReLU) for m in net.modules())
     dropout = find_dropout_modules(net)
@@ -60,7 +63,7 @@ def test_mc_dropout_passes_differ(name):
 
 def test_divisor_of_custom_strides_and_a_wrapped_network():
     net = get_segmentation_network("unet", channels=(4, 8, 16), strides=(2, 4))
-    assert segmentation_size_divisor(net) == 8
+    assert segmentation_size_divisor(net) == 8 and segmentation_size_divisor(net.unet) == 8
     assert net(torch.randn(2, 1, 8, 16)).shape == (2, 1, 8, 16)
 
     class Wrapper(nn.Module):  # what DistributedDataParallel looks like from outside
@@ -69,13 +72,13 @@ def test_divisor_of_custom_strides_and_a_wrapped_network():
             self.module = module
 
     assert segmentation_size_divisor(Wrapper(get_segmentation_network("focusnet", channels=(8, 16, 32)))) == 8
-    with pytest.raises(TypeError, match="UNet and FocusNet"):
+    with pytest.raises(TypeError, match="UNet, UNetWithHead and FocusNet"):
         segmentation_size_divisor(nn.Conv2d(1, 1, 3))
 
 
 def test_network_specific_keywords_reach_the_constructor():
     net = get_segmentation_network("unet", channels=(4, 8), num_res_units=0, act="prelu", norm="instance")
-    assert net.num_res_units == 0 and any(isinstance(m, nn.PReLU) for m in net.modules())
+    assert net.unet.num_res_units == 0 and any(isinstance(m, nn.PReLU) for m in net.modules())
     assert any(isinstance(m, nn.InstanceNorm2d) for m in net.modules())
     focus = get_segmentation_network("focusnet", channels=(8, 16), side_sigmoid=True)
     assert focus.side_sigmoid
@@ -98,3 +101,29 @@ def test_network_specific_keywords_reach_the_constructor():
 def test_bad_arguments_are_named(kwargs, error, message):
     with pytest.raises(error, match=message):
         get_segmentation_network(**{"name": "unet", **kwargs})
+
+
+@pytest.mark.parametrize(("name", "steps"), [("unet", 100), ("focusnet", 50)])
+def test_fits_an_all_background_target(name, steps):
+    """Regression: MONAI's UNet with one output channel (no head) kept background probabilities near 0.4."""
+    torch.manual_seed(0)
+    net = get_segmentation_network(name, channels=(8, 16, 32))
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    x, y = torch.rand(4, 1, 16, 16), torch.zeros(4, 1, 16, 16)
+    for _ in range(steps):  # after 100 steps the head-less UNet was still at 0.47
+        loss = nn.functional.binary_cross_entropy_with_logits(net(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        assert torch.sigmoid(net.eval()(x)).mean() < 0.1
+
+
+def test_unet_with_head_bad_input():
+    with pytest.raises(TypeError, match=r"monai\.networks\.nets\.UNet"):
+        UNetWithHead(nn.Conv2d(1, 1, 1), 1)
+    unet = UNet(2, 1, 4, channels=(4, 8), strides=(2,))
+    with pytest.raises(ValueError, match="out_channels"):
+        UNetWithHead(unet, 0)
+    net = UNetWithHead(unet, 3)
+    assert net(torch.randn(2, 1, 8, 8)).shape == (2, 3, 8, 8)

@@ -4,7 +4,12 @@ from .dropout import add_dropout, find_dropout_modules, mc_dropout_mode, set_dro
 from .factory import NETWORK_NAMES, PretrainedWeightsUnavailableError, get_network
 from .focusnet import FocusNet
 from .heads import NormedLinear, find_final_linear, replace_with_cosine_head
-from .segmentation_factory import SEGMENTATION_NETWORK_NAMES, get_segmentation_network, segmentation_size_divisor
+from .segmentation_factory import (
+    SEGMENTATION_NETWORK_NAMES,
+    UNetWithHead,
+    get_segmentation_network,
+    segmentation_size_divisor,
+)
 from .small_cnn import SmallCNN
 
 __all__ = ["FocusNet", "add_dropout", "find_dropout_modules", "mc_dropout_mode", "set_dropout"]
@@ -19,4 +24,4 @@ __all__ += [
     "replace_with_cosine_head",
 ]
 
-__all__ += ["SEGMENTATION_NETWORK_NAMES", "get_segmentation_network", "segmentation_size_divisor"]
+__all__ += ["SEGMENTATION_NETWORK_NAMES", "UNetWithHead", "get_segmentation_network", "segmentation_size_divisor"]
