@@ -1,6 +1,6 @@
-"""Paper-style comparison of a repeatability bundle over loss and MC-dropout variants and seeds (Table 1).
+"""Table 1 of *Focal loss improves repeatability of deep learning models* from a repeatability bundle.
 
-Table 1 of *Focal loss improves repeatability of deep learning models* has four rows per task:
+Table 1 has four rows per task:
 (i) cross-entropy, (ii) focal loss, (iii) cross-entropy with MC dropout, (iv) focal loss with MC dropout,
 each with the 95% limits of agreement (LoA) and the accuracy as mean ± half the 95% confidence interval,
 and calls focal better than cross-entropy where the difference is significant. This module produces that
@@ -11,26 +11,14 @@ table from trained checkpoints of a bundle (``bundles/knee_oa_grading``, ``bundl
    ``metrics.json`` and Bland-Altman plot to ``<output_dir>/<variant>/seed<s>/``;
 2. LoA ± CI come from the run's repeatability report (percentile bootstrap over patients, ``n_boot``);
    accuracy ± CI from a percentile bootstrap over patients of the per-image correctness (all images of a
-   drawn patient enter together), :func:`accuracy_with_ci`;
+   drawn patient enter together), :func:`~monai_imbalance.compare.bootstrap.accuracy_with_ci`;
 3. the paired tests use the same images of both models: focal vs cross-entropy without MC and with MC (and
    the MC effect per loss), for LoA with :func:`monai_imbalance.metrics.compare_repeatability` and for
-   accuracy with :func:`compare_accuracy` (paired bootstrap over patients; two-sided p-value
-   ``min(1, 2 min(P(Δ* <= 0), P(Δ* >= 0)))`` with the ``(1 + count) / (B + 1)`` correction);
+   accuracy with :func:`~monai_imbalance.compare.bootstrap.compare_accuracy` (paired bootstrap over patients;
+   two-sided p-value ``min(1, 2 min(P(Δ* <= 0), P(Δ* >= 0)))`` with the ``(1 + count) / (B + 1)`` correction);
 4. over several seeds the table adds mean ± SD of each variant and how many seeds favour focal loss.
 
-Command line (the bundle overrides after ``--`` are the ones used for training, e.g. data and network)::
-
-    # train cross-entropy and focal models for seeds 0, 1, 2 (into runs/{ce,focal}/seed<s>/models)
-    python -m monai_imbalance.compare train --bundle bundles/knee_oa_grading --seeds 0 1 2 --output_dir runs \\
-        -- --dataset_dir /data/kneeKL224
-    # the table from the checkpoints (paired by position: one cross-entropy and one focal model per seed)
-    python -m monai_imbalance.compare table --bundle bundles/knee_oa_grading --output_dir runs/table1 \\
-        --ce runs/ce/seed0/models runs/ce/seed1/models runs/ce/seed2/models \\
-        --focal runs/focal/seed0/models runs/focal/seed1/models runs/focal/seed2/models \\
-        -- --dataset_dir /data/kneeKL224
-
-``table`` writes ``<output_dir>/table1.md`` (the markdown printed) and ``table1.json`` (every number); an
-``output_dir`` that already holds results is refused unless ``--overwrite``.
+The commands (``python -m monai_imbalance.compare train|table``) are in the package docstring.
 
 Bundle contract: ``train.yaml`` with ``loss_name``, ``seed``, ``ckpt_dir``, ``log_dir``, ``output_dir``;
 ``evaluate.yaml`` layered over it with ``ckpt_path``, ``mc_dropout``, ``mc_samples``, ``n_boot``, an
@@ -40,11 +28,8 @@ Bundle contract: ``train.yaml`` with ``loss_name``, ``seed``, ``ckpt_dir``, ``lo
 
 from __future__ import annotations
 
-import argparse
-import ast
 import json
 import logging
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,18 +42,17 @@ from monai.handlers import from_engine
 from monai_imbalance.metrics.repeatability import compare_repeatability
 from monai_imbalance.reporting import load_metrics_json, to_jsonable
 
+from .bootstrap import accuracy_with_ci, compare_accuracy
+from .runner import bundle_folder, checkpoint_file, evaluate_run, train_run
+
 __all__ = [
+    "COMPARISONS",
     "LOSSES",
     "VARIANTS",
     "EvaluationRecord",
     "Variant",
-    "accuracy_with_ci",
-    "compare_accuracy",
     "evaluate_checkpoint",
     "format_table1",
-    "main",
-    "parse_overrides",
-    "run_bundle_config",
     "run_table1",
     "table1",
     "train_variants",
@@ -108,203 +92,6 @@ COMPARISONS: tuple[tuple[str, str], ...] = (
 )
 
 
-# ---------------------------------------------------------------- statistics
-
-
-def _patient_table(
-    correct: np.ndarray, patients: Sequence[Any], *others: np.ndarray
-) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Per patient: number of images and the sum of ``correct`` (and of each array in ``others``)."""
-    _, cluster = np.unique(np.asarray([str(p) for p in patients], dtype=object), return_inverse=True)
-    counts = np.bincount(cluster).astype(np.float64)
-    sums = [np.bincount(cluster, weights=np.asarray(a, dtype=np.float64)) for a in (correct, *others)]
-    return counts, sums
-
-
-def _check_correct(correct: Any, patients: Sequence[Any], name: str = "correct") -> np.ndarray:
-    values = np.asarray(correct)
-    if values.ndim != 1 or len(values) == 0:
-        raise ValueError(f"{name} must be a non-empty 1-D array (one entry per image), got shape {values.shape}")
-    if len(patients) != len(values):
-        raise ValueError(f"got {len(values)} {name} entries but {len(patients)} patient ids")
-    if not np.isin(values, (0, 1)).all():
-        raise ValueError(f"{name} must hold 0/1 (or booleans): whether each image was classified correctly")
-    return values.astype(np.float64)
-
-
-def _check_n_boot(n_boot: int) -> int:
-    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
-        raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
-    return int(n_boot)
-
-
-def _interval(values: np.ndarray) -> list[float]:
-    lo, hi = np.percentile(values, [2.5, 97.5])
-    return [float(lo), float(hi)]
-
-
-def accuracy_with_ci(correct: Any, patients: Sequence[Any], n_boot: int = 500, seed: int = 0) -> dict[str, Any]:
-    """Accuracy with a percentile-bootstrap 95% CI over patients.
-
-    With images ``i`` of patients ``p(i)`` and ``c_i`` = 1 for a correct prediction, the accuracy is
-    :math:`\\sum_i c_i / N`. Each of ``n_boot`` replicates draws ``P`` patients with replacement and
-    takes :math:`\\sum_{p \\in draw} C_p / \\sum_{p \\in draw} N_p` (``C_p``, ``N_p``: correct and all images
-    of patient ``p``), so a patient's images stay together.
-
-    Args:
-        correct: ``(N,)`` 0/1 or booleans.
-        patients: ``N`` patient ids (compared as strings).
-        n_boot: bootstrap replicates.
-        seed: seed of ``numpy.random.default_rng``.
-
-    Returns:
-        ``{"accuracy", "ci": [lo, hi], "pm": (hi - lo) / 2, "n_images", "n_patients", "n_boot", "seed"}``.
-
-    Raises:
-        ValueError: mismatched lengths, values other than 0/1, an empty input or a bad ``n_boot``.
-    """
-    values = _check_correct(correct, patients)
-    n_boot = _check_n_boot(n_boot)
-    counts, (sums,) = _patient_table(values, patients)
-    draws = np.random.default_rng(seed).integers(0, len(counts), size=(n_boot, len(counts)))
-    boot = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
-    ci = _interval(boot)
-    return {
-        "accuracy": float(values.mean()),
-        "ci": ci,
-        "pm": (ci[1] - ci[0]) / 2.0,
-        "n_images": len(values),
-        "n_patients": len(counts),
-        "n_boot": n_boot,
-        "seed": int(seed),
-    }
-
-
-def compare_accuracy(
-    correct_a: Any, correct_b: Any, patients: Sequence[Any], n_boot: int = 2000, seed: int = 0
-) -> dict[str, Any]:
-    """Paired bootstrap test of the accuracy difference of two models on the same images.
-
-    Replicates draw patients with replacement and evaluate both accuracies on the *same* draw:
-    :math:`\\Delta^* = acc_a^* - acc_b^*`. The p-value is two-sided,
-    ``min(1, 2 min(P_le, P_ge))`` with ``P_le = (1 + #{Δ* <= 0}) / (B + 1)`` and ``P_ge`` alike, as in
-    :func:`monai_imbalance.metrics.compare_repeatability`.
-
-    Args:
-        correct_a, correct_b: ``(N,)`` 0/1 correctness of the two models on the same ``N`` images, aligned.
-        patients: ``N`` patient ids.
-        n_boot: bootstrap replicates.
-        seed: bootstrap seed.
-
-    Returns:
-        ``{"metric": "accuracy", "a", "b", "difference": a - b, "ci": [lo, hi] of Δ*, "p_value",
-        "n_images", "n_patients", "n_boot", "seed"}``.
-    """
-    a = _check_correct(correct_a, patients, "correct_a")
-    b = _check_correct(correct_b, patients, "correct_b")
-    n_boot = _check_n_boot(n_boot)
-    counts, (sums_a, sums_b) = _patient_table(a, patients, b)
-    draws = np.random.default_rng(seed).integers(0, len(counts), size=(n_boot, len(counts)))
-    n = counts[draws].sum(axis=1)
-    deltas = (sums_a[draws].sum(axis=1) - sums_b[draws].sum(axis=1)) / n
-    p_le = (1 + np.sum(deltas <= 0)) / (n_boot + 1)
-    p_ge = (1 + np.sum(deltas >= 0)) / (n_boot + 1)
-    return {
-        "metric": "accuracy",
-        "a": float(a.mean()),
-        "b": float(b.mean()),
-        "difference": float(a.mean() - b.mean()),
-        "ci": _interval(deltas),
-        "p_value": float(min(1.0, 2.0 * min(p_le, p_ge))),
-        "n_images": len(a),
-        "n_patients": len(counts),
-        "n_boot": n_boot,
-        "seed": int(seed),
-    }
-
-
-# ---------------------------------------------------------------- running a bundle in this process
-
-
-def parse_overrides(args: Sequence[str]) -> dict[str, Any]:
-    """``["--key", "value", "--other=1"]`` -> ``{"key": "value", "other": 1}``, as ``monai.bundle run`` reads them.
-
-    Values that are Python literals (numbers, lists, dicts, ``True``/``None``) are converted; everything else,
-    ``true``/``false`` included, stays a string (the bundles read switches with ``as_bool``).
-
-    Raises:
-        ValueError: an argument that is not ``--key`` or a key without a value.
-    """
-    out: dict[str, Any] = {}
-    items = list(args)
-    i = 0
-    while i < len(items):
-        arg = items[i]
-        if not arg.startswith("--") or len(arg) < 3:
-            raise ValueError(f"expected a bundle override '--key value', got {arg!r}")
-        if "=" in arg:
-            key, value = arg[2:].split("=", 1)
-            i += 1
-        else:
-            if i + 1 >= len(items):
-                raise ValueError(f"bundle override {arg!r} has no value")
-            key, value = arg[2:], items[i + 1]
-            i += 2
-        try:
-            out[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            out[key] = value
-    return out
-
-
-def _config_files(bundle: Path, configs: Sequence[str]) -> list[str]:
-    files = [bundle / "configs" / (name if name.endswith((".yaml", ".json")) else f"{name}.yaml") for name in configs]
-    missing = [str(f) for f in files if not f.is_file()]
-    if missing:
-        raise FileNotFoundError(f"bundle config(s) not found: {missing}")
-    return [str(f) for f in files]
-
-
-def _bundle_path(bundle: str | Path) -> Path:
-    path = Path(bundle).expanduser().resolve()
-    if not (path / "configs").is_dir():
-        raise FileNotFoundError(f"{bundle} is not a bundle folder (no configs/ in {path})")
-    return path
-
-
-def run_bundle_config(
-    bundle: str | Path,
-    configs: Sequence[str],
-    overrides: Mapping[str, Any] | None = None,
-    before_run: Any = None,
-) -> Any:
-    """Run ``configs`` of a bundle in this process, as ``python -m monai.bundle run --config_file [...]`` does.
-
-    Args:
-        bundle: the bundle folder (holding ``configs/``).
-        configs: config names layered in order, e.g. ``["train", "evaluate"]``.
-        overrides: ``--key value`` overrides (``bundle_root`` defaults to the bundle folder).
-        before_run: optional ``callable(parser)`` called after ``initialize`` and before ``run``, e.g. to attach
-            a handler to a parsed engine (parsed objects are cached, so ``run`` uses the same ones).
-
-    Returns:
-        the finished ``monai.bundle.ConfigWorkflow``.
-    """
-    from monai.bundle import ConfigWorkflow
-
-    import monai_imbalance  # noqa: F401  (short names in the configs)
-
-    root = _bundle_path(bundle)
-    settings = {"bundle_root": str(root), **dict(overrides or {})}
-    workflow = ConfigWorkflow(config_file=_config_files(root, configs), workflow_type=None, **settings)
-    workflow.initialize()
-    if before_run is not None:
-        before_run(workflow.parser)
-    workflow.run()
-    workflow.finalize()
-    return workflow
-
-
 def train_variants(
     bundle: str | Path,
     output_dir: str | Path,
@@ -314,8 +101,9 @@ def train_variants(
 ) -> dict[tuple[str, int], Path]:
     """Train the bundle once per loss and seed; return ``{(loss, seed): checkpoint folder}``.
 
-    Run ``(loss, seed)`` writes ``<output_dir>/<loss>/seed<seed>/{models,logs}``. The bundle refuses to
-    overwrite an earlier run's checkpoints there (pass ``overwrite=True`` or ``resume=True`` in ``overrides``).
+    Run ``(loss, seed)`` writes ``<output_dir>/<loss>/seed<seed>/{models,logs}`` (:func:`train_run`). The bundle
+    refuses to overwrite an earlier run's checkpoints there (pass ``overwrite=True`` or ``resume=True`` in
+    ``overrides``).
     """
     out = Path(output_dir)
     unknown = [loss for loss in losses if loss not in LOSSES]
@@ -325,17 +113,9 @@ def train_variants(
     for seed in seeds:
         for loss in losses:
             run_dir = out / loss / f"seed{seed}"
-            settings = {
-                **dict(overrides or {}),
-                "loss_name": LOSSES[loss],
-                "seed": int(seed),
-                "ckpt_dir": str(run_dir / "models"),
-                "log_dir": str(run_dir / "logs"),
-                "output_dir": str(run_dir / "eval"),
-            }
             logger.info("training %s, seed %s -> %s", loss, seed, run_dir)
-            run_bundle_config(bundle, ["train"], settings)
-            result[(loss, int(seed))] = run_dir / "models"
+            settings = {**dict(overrides or {}), "loss_name": LOSSES[loss]}
+            result[(loss, int(seed))] = train_run(bundle, run_dir, seed, settings)
     return result
 
 
@@ -389,15 +169,6 @@ class EvaluationRecord:
     correct: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
-def _checkpoint_file(checkpoint: str | Path) -> Path:
-    path = Path(checkpoint).expanduser()
-    if path.is_dir():
-        path = path / "model.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path} (give a .pt file or a folder holding model.pt)")
-    return path
-
-
 def evaluate_checkpoint(
     bundle: str | Path,
     checkpoint: str | Path,
@@ -422,21 +193,14 @@ def evaluate_checkpoint(
         FileNotFoundError: no checkpoint.
         ValueError: the run wrote no repeatability report (e.g. ``--repeats none``).
     """
-    ckpt = _checkpoint_file(checkpoint)
+    ckpt = checkpoint_file(checkpoint)
     out = Path(output_dir)
-    settings = {
-        **dict(overrides or {}),
-        "ckpt_dir": str(ckpt.parent),
-        "ckpt_path": str(ckpt),
-        "output_dir": str(out),
-        "log_dir": str(out / "logs"),
-        "mc_dropout": bool(mc_dropout),
-    }
     collector = _PerImageCollector()
-    workflow = run_bundle_config(
+    workflow = evaluate_run(
         bundle,
-        ["train", "evaluate"],
-        settings,
+        ckpt,
+        out,
+        {**dict(overrides or {}), "mc_dropout": bool(mc_dropout)},
         before_run=lambda parser: collector.attach(parser.get_parsed_content("evaluate#evaluator")),
     )
     split = workflow.parser.get_parsed_content("eval_split")
@@ -696,7 +460,7 @@ def run_table1(
     if len(labels) != len(ce) or len(set(labels)) != len(labels):
         raise ValueError(f"seeds must be {len(ce)} distinct labels, got {list(seeds or [])}")
     for checkpoint in ce + focal:
-        _checkpoint_file(checkpoint)
+        checkpoint_file(checkpoint)
     out = Path(output_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out} already holds results; choose another --output_dir or pass --overwrite")
@@ -712,7 +476,7 @@ def run_table1(
                 )
             )
     table = table1(records, n_boot=n_boot, n_boot_paired=n_boot_paired)
-    table["bundle"] = str(_bundle_path(bundle))
+    table["bundle"] = str(bundle_folder(bundle))
     table["overrides"] = to_jsonable(dict(overrides or {}))
     markdown = format_table1(table, title=f"Table 1: {Path(table['bundle']).name}")
     out.mkdir(parents=True, exist_ok=True)
@@ -720,64 +484,3 @@ def run_table1(
     (out / "table1.json").write_text(json.dumps(to_jsonable(table), indent=2) + "\n")
     table["markdown"] = markdown
     return table
-
-
-# ---------------------------------------------------------------- command line
-
-
-def _argument_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m monai_imbalance.compare",
-        description="Table 1 of the focal-loss repeatability paper from a bundle: cross-entropy vs focal loss, "
-        "with and without MC dropout. Bundle overrides (data, network, ...) follow '--'.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="train cross-entropy and focal models for the given seeds")
-    train.add_argument("--bundle", required=True, help="bundle folder, e.g. bundles/knee_oa_grading")
-    train.add_argument("--output_dir", required=True, help="runs go to <output_dir>/<loss>/seed<s>/")
-    train.add_argument("--seeds", type=int, nargs="+", default=[0])
-    train.add_argument("--losses", nargs="+", default=list(LOSSES), choices=list(LOSSES))
-    table = sub.add_parser("table", help="evaluate the four variants from checkpoints and write Table 1")
-    table.add_argument("--bundle", required=True, help="bundle folder, e.g. bundles/knee_oa_grading")
-    table.add_argument("--ce", nargs="+", required=True, help="cross-entropy checkpoints (model.pt or folders)")
-    table.add_argument("--focal", nargs="+", required=True, help="focal-loss checkpoints, paired with --ce")
-    table.add_argument("--output_dir", required=True, help="evaluation outputs, table1.md and table1.json")
-    table.add_argument("--seeds", type=int, nargs="+", default=None, help="labels of the pairs (default 0..n-1)")
-    table.add_argument("--mc_samples", type=int, default=None, help="MC-dropout passes (default: the bundle's 50)")
-    table.add_argument("--n_boot", type=int, default=500, help="bootstrap replicates of the CIs")
-    table.add_argument("--n_boot_paired", type=int, default=2000, help="bootstrap replicates of the paired tests")
-    table.add_argument("--overwrite", action="store_true", help="write into an output_dir that holds results")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point (see the module docstring)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    own, extra = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
-    args = _argument_parser().parse_args(own)
-    overrides = parse_overrides(extra)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s - %(name)s - %(levelname)s - %(message)s")
-    if args.command == "train":
-        runs = train_variants(args.bundle, args.output_dir, args.seeds, args.losses, overrides)
-        for (loss, seed), path in runs.items():
-            print(f"{loss} seed {seed}: {path}")
-        return 0
-    if args.mc_samples is not None:
-        overrides["mc_samples"] = args.mc_samples
-    table = run_table1(
-        args.bundle,
-        args.ce,
-        args.focal,
-        args.output_dir,
-        overrides,
-        seeds=args.seeds,
-        n_boot=args.n_boot,
-        n_boot_paired=args.n_boot_paired,
-        overwrite=args.overwrite,
-    )
-    print(table["markdown"])
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
