@@ -20,7 +20,6 @@ handlers' entries). Multi-process: every rank gathers the samples of all ranks (
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import warnings
@@ -32,11 +31,11 @@ import numpy as np
 from monai.handlers import from_engine
 from monai.utils import CommonKeys, IgniteInfo, min_version, optional_import
 
+from monai_imbalance.handlers.epoch_handler import EpochHandler
 from monai_imbalance.metrics.classification import CLASSIFICATION_METRIC_NAMES, ClassificationMetric
 from monai_imbalance.reporting import save_figure, update_metrics_json
 
 idist, _ = optional_import("ignite", IgniteInfo.OPT_IMPORT_VERSION, min_version, "distributed")
-Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 
 if TYPE_CHECKING:
     from ignite.engine import Engine
@@ -86,7 +85,7 @@ def plot_confusion_matrix(
     return fig
 
 
-class ClassificationReportHandler:
+class ClassificationReportHandler(EpochHandler):
     """Write the classification report and confusion matrix of every evaluator run.
 
     Args:
@@ -156,19 +155,8 @@ class ClassificationReportHandler:
         self.metric = ClassificationMetric(
             num_classes=num_classes, decision_threshold=decision_threshold, class_priors=class_priors
         )
-        self.logger = logging.getLogger(name)
-        self._name = name
+        self._init_logger(name)
         self.last_report: dict[str, Any] | None = None
-
-    def attach(self, engine: Engine) -> None:
-        if self._name is None:
-            self.logger = engine.logger
-        if not engine.has_event_handler(self.epoch_started, Events.EPOCH_STARTED):
-            engine.add_event_handler(Events.EPOCH_STARTED, self.epoch_started)
-        if not engine.has_event_handler(self.iteration_completed, Events.ITERATION_COMPLETED):
-            engine.add_event_handler(Events.ITERATION_COMPLETED, self.iteration_completed)
-        if not engine.has_event_handler(self.epoch_completed, Events.EPOCH_COMPLETED):
-            engine.add_event_handler(Events.EPOCH_COMPLETED, self.epoch_completed)
 
     def epoch_started(self, engine: Engine) -> None:
         self.metric.reset()

@@ -14,7 +14,6 @@ evaluated (summed over processes). Non-finite values are stored as ``null`` (JSO
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from monai.utils import IgniteInfo, min_version, optional_import
 
+from monai_imbalance.handlers.epoch_handler import EpochHandler
 from monai_imbalance.reporting import update_metrics_json
 
 idist, _ = optional_import("ignite", IgniteInfo.OPT_IMPORT_VERSION, min_version, "distributed")
-Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 
 if TYPE_CHECKING:
     from ignite.engine import Engine
@@ -36,7 +35,7 @@ __all__ = ["MetricsReportHandler"]
 _RESERVED = ("epoch", "num_samples")
 
 
-class MetricsReportHandler:
+class MetricsReportHandler(EpochHandler):
     """Merge the metrics of every evaluator run into ``metrics_file`` under ``key`` (see the module docstring).
 
     Args:
@@ -79,21 +78,9 @@ class MetricsReportHandler:
         self.extra = dict(extra or {})
         self.save_best_only = bool(save_best_only)
         self.save_rank = int(save_rank)
-        self.logger = logging.getLogger(name)
-        self._name = name
+        self._init_logger(name)
         self._num_samples = 0
         self.last_report: dict[str, Any] | None = None
-
-    def attach(self, engine: Engine) -> None:
-        if self._name is None:
-            self.logger = engine.logger
-        for event, handler in (
-            (Events.EPOCH_STARTED, self.epoch_started),
-            (Events.ITERATION_COMPLETED, self.iteration_completed),
-            (Events.EPOCH_COMPLETED, self.epoch_completed),
-        ):
-            if not engine.has_event_handler(handler, event):
-                engine.add_event_handler(event, handler)
 
     def epoch_started(self, engine: Engine) -> None:
         self._num_samples = 0

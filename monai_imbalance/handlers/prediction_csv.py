@@ -29,7 +29,6 @@ repeats a few samples; ``monai.data.DistributedSampler(even_divisible=False)`` a
 from __future__ import annotations
 
 import csv
-import logging
 import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -49,11 +48,11 @@ from monai.utils import (
     string_list_all_gather,
 )
 
+from monai_imbalance.handlers.epoch_handler import EpochHandler
 from monai_imbalance.inferers.mc_dropout import MCDropoutInferer
 from monai_imbalance.metrics.classification import check_decision_rule, check_probabilities, predicted_classes
 
 idist, _ = optional_import("ignite", IgniteInfo.OPT_IMPORT_VERSION, min_version, "distributed")
-Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 
 if TYPE_CHECKING:
     from ignite.engine import Engine
@@ -98,7 +97,7 @@ def _as_2d(name: str, value: Any, batch_size: int) -> torch.Tensor:
     return t
 
 
-class PredictionCSVWriter:
+class PredictionCSVWriter(EpochHandler):
     """Write ``id, predicted_class, prob_<class>..., [uncertainty columns]`` for every sample of a run.
 
     Args:
@@ -157,8 +156,7 @@ class PredictionCSVWriter:
         format(0.5, float_format)  # fail early on a bad format spec
         self.float_format = float_format
         self.save_rank = int(save_rank)
-        self.logger = logging.getLogger(name)
-        self._name = name
+        self._init_logger(name)
         self._written = False
         self._check_not_overwriting()
         self._reset()
@@ -174,16 +172,6 @@ class PredictionCSVWriter:
         self._probs: list[torch.Tensor] = []
         self._uncertainty: dict[str, list[torch.Tensor]] = {}
         self._position = 0
-
-    def attach(self, engine: Engine) -> None:
-        if self._name is None:
-            self.logger = engine.logger
-        if not engine.has_event_handler(self.epoch_started, Events.EPOCH_STARTED):
-            engine.add_event_handler(Events.EPOCH_STARTED, self.epoch_started)
-        if not engine.has_event_handler(self.iteration_completed, Events.ITERATION_COMPLETED):
-            engine.add_event_handler(Events.ITERATION_COMPLETED, self.iteration_completed)
-        if not engine.has_event_handler(self.epoch_completed, Events.EPOCH_COMPLETED):
-            engine.add_event_handler(Events.EPOCH_COMPLETED, self.epoch_completed)
 
     def epoch_started(self, engine: Engine) -> None:
         self._reset()

@@ -20,7 +20,6 @@ run's epoch completes, saves the figure through :func:`monai_imbalance.reporting
 
 from __future__ import annotations
 
-import logging
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -31,10 +30,10 @@ import numpy as np
 import torch
 from monai.utils import CommonKeys, IgniteInfo, min_version, optional_import
 
+from monai_imbalance.handlers.epoch_handler import EpochHandler
 from monai_imbalance.reporting import save_figure
 
 idist, _ = optional_import("ignite", IgniteInfo.OPT_IMPORT_VERSION, min_version, "distributed")
-Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 
 if TYPE_CHECKING:
     from ignite.engine import Engine
@@ -195,7 +194,7 @@ def _default_output(output: Any) -> tuple[Any, Any, Any]:
     raise TypeError(f"cannot read image/pred/label from an engine output of type {type(output).__name__}")
 
 
-class SegmentationFiguresHandler:
+class SegmentationFiguresHandler(EpochHandler):
     """Save a figure of the first ``max_images`` segmentations of every evaluator run (PNG and TensorBoard).
 
     Attach it to a ``SupervisedEvaluator`` (``validate#handlers`` / ``evaluate#handlers``), after the
@@ -248,21 +247,9 @@ class SegmentationFiguresHandler:
         self.threshold = threshold
         self.save_best_only = bool(save_best_only)
         self.save_rank = int(save_rank)
-        self.logger = logging.getLogger(name)
-        self._name = name
+        self._init_logger(name)
         self._collected: dict[str, list[torch.Tensor]] = {}
         self.last_figure_file: Path | None = None
-
-    def attach(self, engine: Engine) -> None:
-        if self._name is None:
-            self.logger = engine.logger
-        for event, handler in (
-            (Events.EPOCH_STARTED, self.epoch_started),
-            (Events.ITERATION_COMPLETED, self.iteration_completed),
-            (Events.EPOCH_COMPLETED, self.epoch_completed),
-        ):
-            if not engine.has_event_handler(handler, event):
-                engine.add_event_handler(event, handler)
 
     def epoch_started(self, engine: Engine) -> None:
         self._collected = {"images": [], "predictions": [], "labels": [], "uncertainty": [], "masks": []}

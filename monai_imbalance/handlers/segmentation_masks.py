@@ -24,7 +24,6 @@ Multi-process: every rank writes its own samples (the ids must then come from th
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import re
@@ -39,8 +38,9 @@ from monai.data import MetaTensor, decollate_batch
 from monai.handlers import from_engine
 from monai.utils import CommonKeys, IgniteInfo, ImageMetaKey, min_version, optional_import
 
+from monai_imbalance.handlers.epoch_handler import EpochHandler
+
 idist, _ = optional_import("ignite", IgniteInfo.OPT_IMPORT_VERSION, min_version, "distributed")
-Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 
 if TYPE_CHECKING:
     from ignite.engine import Engine
@@ -57,7 +57,7 @@ _UNCERTAINTY_MAX = {"entropy": math.log(2.0), "mutual_information": math.log(2.0
 _UNSAFE = re.compile(r"[^\w.+-]")
 
 
-class SegmentationMaskWriter:
+class SegmentationMaskWriter(EpochHandler):
     """Write ``<id>_mask.png`` (and ``<id>_<uncertainty_key>.png``) per sample; see the module docstring.
 
     Args:
@@ -112,8 +112,7 @@ class SegmentationMaskWriter:
         self.mask_key = mask_key
         self.uncertainty_key = uncertainty_key
         self.uncertainty_max = None if uncertainty_max is None else float(uncertainty_max)
-        self.logger = logging.getLogger(name)
-        self._name = name
+        self._init_logger(name)
         self._position = 0
         self.written: list[Path] = []
         if not self.overwrite and self.output_dir.is_dir():
@@ -123,16 +122,6 @@ class SegmentationMaskWriter:
                     f"{self.output_dir} already holds predicted masks (e.g. {existing[0].name}); pass --overwrite true "
                     "to replace them, or choose another --output_dir"
                 )
-
-    def attach(self, engine: Engine) -> None:
-        if self._name is None:
-            self.logger = engine.logger
-        if not engine.has_event_handler(self.epoch_started, Events.EPOCH_STARTED):
-            engine.add_event_handler(Events.EPOCH_STARTED, self.epoch_started)
-        if not engine.has_event_handler(self.iteration_completed, Events.ITERATION_COMPLETED):
-            engine.add_event_handler(Events.ITERATION_COMPLETED, self.iteration_completed)
-        if not engine.has_event_handler(self.epoch_completed, Events.EPOCH_COMPLETED):
-            engine.add_event_handler(Events.EPOCH_COMPLETED, self.epoch_completed)
 
     def epoch_started(self, engine: Engine) -> None:
         self._position = 0

@@ -34,7 +34,6 @@ evaluator's postprocessing, before any ``AsDiscreted``). At evaluation,
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -43,12 +42,12 @@ import torch
 from monai.handlers import from_engine
 from monai.utils import CommonKeys, IgniteInfo, evenly_divisible_all_gather, min_version, optional_import
 
+from monai_imbalance.handlers.epoch_handler import EpochHandler
 from monai_imbalance.metrics.classification import f1_score
 from monai_imbalance.reporting import update_metrics_json
 from monai_imbalance.transforms.threshold import THRESHOLD_CRITERIA, class_priors, prior_correction, select_threshold
 
 idist, _ = optional_import("ignite", IgniteInfo.OPT_IMPORT_VERSION, min_version, "distributed")
-Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 if TYPE_CHECKING:
     from ignite.engine import Engine
 else:
@@ -101,7 +100,7 @@ def stack_samples(preds: Any, labels: Any) -> tuple[torch.Tensor, torch.Tensor]:
     return p.movedim(1, -1).reshape(-1, channels), y.reshape(-1).long()
 
 
-class ThresholdSelector:
+class ThresholdSelector(EpochHandler):
     """Choose the decision rule on each validation epoch's predictions and merge it into the metrics JSON.
 
     Args:
@@ -148,27 +147,15 @@ class ThresholdSelector:
         self.output_transform = output_transform or from_engine([CommonKeys.PRED, CommonKeys.LABEL])
         self.only_on_best = only_on_best
         self.save_rank = save_rank
-        self.logger = logging.getLogger(name)
-        self._name = name
+        self._init_logger(name)
         self.result: dict[str, Any] | None = None
         self._preds: list[torch.Tensor] = []
         self._labels: list[torch.Tensor] = []
 
-    def attach(self, engine: Engine) -> None:
-        """Register on ``EPOCH_STARTED`` (reset), ``ITERATION_COMPLETED`` (collect), ``EPOCH_COMPLETED`` (choose)."""
-        if self._name is None:
-            self.logger = engine.logger
-        if not engine.has_event_handler(self._reset, Events.EPOCH_STARTED):
-            engine.add_event_handler(Events.EPOCH_STARTED, self._reset)
-        if not engine.has_event_handler(self._collect, Events.ITERATION_COMPLETED):
-            engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
-        if not engine.has_event_handler(self._complete, Events.EPOCH_COMPLETED):
-            engine.add_event_handler(Events.EPOCH_COMPLETED, self._complete)
-
-    def _reset(self, _engine: Engine) -> None:
+    def epoch_started(self, engine: Engine) -> None:
         self._preds, self._labels = [], []
 
-    def _collect(self, engine: Engine) -> None:
+    def iteration_completed(self, engine: Engine) -> None:
         preds, labels = self.output_transform(engine.state.output)
         p, y = stack_samples(preds, labels)
         self._preds.append(p)
@@ -190,7 +177,7 @@ class ThresholdSelector:
             "num_samples": len(labels),
         }
 
-    def _complete(self, engine: Engine) -> None:
+    def epoch_completed(self, engine: Engine) -> None:
         if not self._preds:
             return
         probs, labels = torch.cat(self._preds), torch.cat(self._labels)
