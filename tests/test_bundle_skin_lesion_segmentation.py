@@ -117,9 +117,7 @@ def test_bad_data_gives_a_clear_error_naming_the_file(tmp_path, layout, message)
 def test_split_is_seeded_80_20_with_a_validation_share(tmp_path):
     root = isic_tree(tmp_path / "ISIC2018", count=20, size=(8, 8))
     seeds = [{"split_seed": 0}, {"split_seed": 0, "seed": 1}, {"split_seed": 1}]  # the split ignores --seed
-    splits = [
-        parse_bundle(BUNDLE, ["train"], tiny(tmp_path, root, **s)).get_parsed_content("datalists") for s in seeds
-    ]
+    splits = [parse_bundle(BUNDLE, ["train"], tiny(tmp_path, root, **s)).get_parsed_content("datalists") for s in seeds]
     sizes = {name: len(items) for name, items in splits[0].items()}
     assert sizes == {"train": 14, "val": 2, "test": 4}
     ids = [{name: [item["id"] for item in items] for name, items in split.items()} for split in splits]
