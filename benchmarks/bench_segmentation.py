@@ -34,7 +34,7 @@ ALL, how many training steps had a Dice loss below ``delta`` (of all steps, per 
 
 Run (the full study; its wall time is printed at the end)::
 
-    .venv/bin/python benchmarks/bench_segmentation.py --output benchmarks/results/segmentation_full.md
+    .venv/bin/python benchmarks/bench_segmentation.py --output /tmp/segmentation.md   # then into RESULTS.md
     .venv/bin/python benchmarks/bench_segmentation.py --quick     # 64 px, 2 epochs, one seed (a smoke run)
 """
 

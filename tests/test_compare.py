@@ -138,6 +138,7 @@ def test_table1_rows_tests_and_summary():
     markdown = format_table1(table)
     for v in VARIANTS:
         assert f"{v.row} {v.label} | {rows[v.key]['loa']:.3f} ± {rows[v.key]['loa_pm']:.3f}" in markdown
+        assert f"| {rows[v.key]['icc']:.3f} | {rows[v.key]['loa_rel']:.3f} | {rows[v.key]['n_patients']} |" in markdown
     assert "## summary over 2 seed(s)" in markdown and "| (ii) focal loss vs (i) cross-entropy | 2/2" in markdown
 
 

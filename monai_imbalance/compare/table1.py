@@ -369,15 +369,16 @@ def format_table1(table: Mapping[str, Any], title: str = "Table 1") -> str:
     for entry in table["seeds"]:
         lines += [f"## seed {entry['seed']}", "", _repeats_text(entry.get("repeats")), ""]
         lines += [
-            "| model | 95% LoA ↓ | accuracy | LoA (1.96 SD) | mean abs. diff. | disagreement | ICC | patients |",
-            "|---|---|---|---|---|---|---|---|",
+            "| model | 95% LoA ↓ | accuracy | LoA (1.96 SD) | mean abs. diff. | disagreement | ICC | LoA / spread | "
+            "patients |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for v in VARIANTS:
             r = entry["rows"][v.key]
             lines.append(
                 f"| {labels[v.key]} | {_pm(r['loa'], r['loa_pm'])} | {_pm(r['accuracy'], r['accuracy_pm'])} | "
                 f"{_num(r['loa_sd'])} | {_num(r['mean_abs_diff'])} | {_num(r['disagreement_rate'])} | "
-                f"{_num(r['icc'])} | {r['n_patients']} |"
+                f"{_num(r['icc'])} | {_num(r.get('loa_rel'))} | {r['n_patients']} |"
             )
         lines += [
             "",
@@ -417,7 +418,9 @@ def format_table1(table: Mapping[str, Any], title: str = "Table 1") -> str:
         "",
         f"LoA ± half its 95% CI from the bundle's report (bootstrap over patients, B = {table['n_boot']}); accuracy "
         f"± half its 95% CI (bootstrap over patients, B = {table['n_boot']}); paired tests: bootstrap over the "
-        f"same patients for both models (B = {table['n_boot_paired']}), Δ = a - b, two-sided p.",
+        f"same patients for both models (B = {table['n_boot_paired']}), Δ = a - b, two-sided p. LoA / spread: the LoA "
+        "half-width over the SD of the patients' mean scores (lower is better; a model that only pulls its scores "
+        "together lowers LoA but not this).",
         "",
     ]
     return "\n".join(lines)
