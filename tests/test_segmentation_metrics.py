@@ -158,6 +158,8 @@ def test_masked_metric_threshold_lists_and_ignore_index():
     assert with_label.aggregate_dict()["recall"] == pytest.approx(direct["recall"].item())
     with pytest.raises(ValueError, match="unknown segmentation metric 'hausdorff'"):
         MaskedConfusionMatrixMetric(metric_name="hausdorff")
+    with pytest.raises(TypeError, match=r"include_background must be a bool.*metric_name="):
+        MaskedConfusionMatrixMetric("jaccard")
     with pytest.raises(ValueError, match="as lists of the same length"):
         listed(list(pred), list(y), mask=list(fov)[:2])
     with pytest.raises(ValueError, match="one-hot with y_pred's channels"):
@@ -234,9 +236,9 @@ def test_auc_metric_through_monai_ignite_handler():
     batches = [make_batch(seed=s) for s in range(3)]
     engine = Engine(lambda e, batch: (batch[2], field_of_view_label(batch[1], batch[3])))
     IgniteMetricHandler(metric_fn=PixelROCAUCMetric(ignore_index=-1)).attach(engine, "auc")
-    IgniteMetricHandler(metric_fn=MaskedConfusionMatrixMetric("jaccard", ignore_index=-1, threshold=0.5)).attach(
-        engine, "jaccard"
-    )
+    IgniteMetricHandler(
+        metric_fn=MaskedConfusionMatrixMetric(metric_name="jaccard", ignore_index=-1, threshold=0.5)
+    ).attach(engine, "jaccard")
     engine.run(batches, max_epochs=1)
     prob, y, fov = (torch.cat([b[i] for b in batches]) for i in (2, 1, 3))
     assert engine.state.metrics["auc"] == pytest.approx(compute_pixel_roc_auc(prob, y, fov).item(), abs=1e-12)

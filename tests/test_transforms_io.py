@@ -141,3 +141,13 @@ def test_bad_inputs_name_the_problem(tmp_path):
 def test_strip_dicom_tags_keeps_other_meta():
     meta = {"00280004": {}, "0028100A": {}, "spacing": 1, "filename_or_obj": "x"}
     assert strip_dicom_tags(meta) == {"spacing": 1, "filename_or_obj": "x"}
+
+
+def test_picture_reader_returns_a_writable_array(tmp_path, rgb):
+    """``numpy.asarray`` of a Pillow image is read-only; the reader copies it so the tensor may be written."""
+    Image.fromarray(rgb).save(tmp_path / "x.png")
+    reader = PictureReader()
+    data, meta = reader.get_data(reader.read(str(tmp_path / "x.png")))
+    assert data.flags.writeable
+    np.testing.assert_array_equal(data, rgb)
+    assert tuple(meta["spatial_shape"]) == rgb.shape[:2]

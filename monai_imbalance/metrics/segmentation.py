@@ -319,6 +319,11 @@ class MaskedConfusionMatrixMetric(ConfusionMatrixMetric):
         ignore_index: int | None = None,
         threshold: float | None = None,
     ) -> None:
+        if not isinstance(include_background, bool):
+            raise TypeError(
+                f"include_background must be a bool, got {include_background!r}; name the metrics with "
+                f"metric_name=... (it is the second argument, as in MONAI's ConfusionMatrixMetric)."
+            )
         names = (metric_name,) if isinstance(metric_name, str) else tuple(metric_name)
         super().__init__(
             include_background=include_background,

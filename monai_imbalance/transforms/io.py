@@ -107,6 +107,12 @@ class PictureReader(PILReader):
                     i.draft(i.mode, self.draft_size)
         return img
 
+    def get_data(self, img) -> tuple[np.ndarray, dict]:
+        """MONAI's ``PILReader.get_data`` with a writable array: ``numpy.asarray`` of a Pillow image is read-only,
+        and a tensor sharing that memory would be undefined to write (PyTorch warns); the copy is made only then."""
+        data, meta = super().get_data(img)
+        return np.require(data, requirements="W"), meta
+
     def _get_spatial_shape(self, img) -> np.ndarray:
         # MONAI reports (width, height) even when the axes are not reversed; report the array's own order
         return np.asarray((img.width, img.height) if self.reverse_indexing else (img.height, img.width))
