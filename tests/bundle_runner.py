@@ -84,3 +84,18 @@ def parse_bundle(bundle: str, configs: Sequence[str] = ("train",), overrides: Ma
 
 def read_json(path: str | os.PathLike) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
+
+
+def quick_run_overrides(tmp_path: Path, dataset_dir: str | os.PathLike, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Overrides for a seconds-long test run of any bundle: 2 epochs, no workers or progress bar, every output
+    (checkpoints, logs, evaluation) under ``tmp_path``; ``settings`` adds or replaces entries (network, sizes)."""
+    return {
+        "dataset_dir": str(dataset_dir),
+        "num_epochs": 2,
+        "num_workers": 0,
+        "progress_bar": False,
+        "ckpt_dir": str(tmp_path / "models"),
+        "log_dir": str(tmp_path / "logs"),
+        "output_dir": str(tmp_path / "eval"),
+        **settings,
+    }

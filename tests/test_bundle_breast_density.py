@@ -12,7 +12,7 @@ import csv
 import numpy as np
 import pytest
 import torch
-from bundle_runner import BUNDLES, parse_bundle, read_json, run_bundle
+from bundle_runner import BUNDLES, parse_bundle, quick_run_overrides, read_json, run_bundle
 from dicom_helpers import write_dicom
 from PIL import Image
 
@@ -25,19 +25,9 @@ CLASSES = ["A", "B", "C", "D"]
 
 def tiny(tmp_path, dataset_dir, **overrides):
     """Overrides for a seconds-long run: small CNN, 32 px, no workers."""
-    return {
-        "dataset_dir": str(dataset_dir),
-        "network_name": "small_cnn",
-        "image_size": 32,
-        "batch_size": 8,
-        "num_epochs": 2,
-        "num_workers": 0,
-        "progress_bar": False,
-        "ckpt_dir": str(tmp_path / "models"),
-        "log_dir": str(tmp_path / "logs"),
-        "output_dir": str(tmp_path / "eval"),
-        **overrides,
-    }
+    return quick_run_overrides(
+        tmp_path, dataset_dir, {"network_name": "small_cnn", "image_size": 32, "batch_size": 8, **overrides}
+    )
 
 
 def _mammogram(path, size: int = 96) -> np.ndarray:

@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from bundle_runner import parse_bundle, read_json, run_bundle
+from bundle_runner import parse_bundle, quick_run_overrides, read_json, run_bundle
 from monai.transforms import Compose
 from PIL import Image
 from scipy import ndimage
@@ -33,19 +33,9 @@ def kaggle_tree(shared_data, root, count=20):
 
 def tiny(tmp_path, dataset_dir, **overrides):
     """Overrides for a seconds-long run: 32 x 32 pixels, a narrow U-Net, two epochs."""
-    return {
-        "dataset_dir": str(dataset_dir),
-        "image_size": [32, 32],
-        "network_channels": [4, 8, 16],
-        "batch_size": 7,
-        "num_epochs": 2,
-        "num_workers": 0,
-        "progress_bar": False,
-        "ckpt_dir": str(tmp_path / "models"),
-        "log_dir": str(tmp_path / "logs"),
-        "output_dir": str(tmp_path / "eval"),
-        **overrides,
-    }
+    return quick_run_overrides(
+        tmp_path, dataset_dir, {"image_size": [32, 32], "network_channels": [4, 8, 16], "batch_size": 7, **overrides}
+    )
 
 
 @pytest.fixture(scope="module")

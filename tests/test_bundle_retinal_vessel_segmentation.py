@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 import pytest
-from bundle_runner import parse_bundle, read_json, run_bundle
+from bundle_runner import parse_bundle, quick_run_overrides, read_json, run_bundle
 from PIL import Image, ImageDraw
 
 BUNDLE = "retinal_vessel_segmentation"
@@ -45,19 +45,11 @@ def drive_tree(root, seed=0):
 
 def tiny(tmp_path, dataset_dir, **overrides):
     """Overrides for a seconds-long run: 16 x 16 patches, 8 per image and epoch, a narrow U-Net, two epochs."""
-    return {
-        "dataset_dir": str(dataset_dir),
-        "patch_size": [16, 16],
-        "patches_per_image": 8,
-        "network_channels": [4, 8, 16],
-        "num_epochs": 2,
-        "num_workers": 0,
-        "progress_bar": False,
-        "ckpt_dir": str(tmp_path / "models"),
-        "log_dir": str(tmp_path / "logs"),
-        "output_dir": str(tmp_path / "eval"),
-        **overrides,
-    }
+    return quick_run_overrides(
+        tmp_path,
+        dataset_dir,
+        {"patch_size": [16, 16], "patches_per_image": 8, "network_channels": [4, 8, 16], **overrides},
+    )
 
 
 def _scores_inside_fov(prediction, truth, fov):

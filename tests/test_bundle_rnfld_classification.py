@@ -15,7 +15,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from bundle_runner import parse_bundle, read_json, run_bundle
+from bundle_runner import parse_bundle, quick_run_overrides, read_json, run_bundle
 from fundus_bundle_helpers import (
     pick_fundus,
     run_in_process,
@@ -48,19 +48,9 @@ def fundus_dir(tmp_path_factory, shared_data):
 
 def tiny(tmp_path, dataset_dir, **overrides):
     """Overrides for a seconds-long run: small CNN, 32 px, 2 epochs, outputs under tmp_path."""
-    return {
-        "dataset_dir": str(dataset_dir),
-        "network_name": "small_cnn",
-        "image_size": 32,
-        "batch_size": 8,
-        "num_epochs": 2,
-        "num_workers": 0,
-        "progress_bar": False,
-        "ckpt_dir": str(tmp_path / "models"),
-        "log_dir": str(tmp_path / "logs"),
-        "output_dir": str(tmp_path / "eval"),
-        **overrides,
-    }
+    return quick_run_overrides(
+        tmp_path, dataset_dir, {"network_name": "small_cnn", "image_size": 32, "batch_size": 8, **overrides}
+    )
 
 
 def test_defaults_follow_the_bbfl_paper(tmp_path, fundus_dir):

@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 import pytest
-from bundle_runner import parse_bundle, read_json, run_bundle
+from bundle_runner import parse_bundle, quick_run_overrides, read_json, run_bundle
 from PIL import Image
 
 from monai_imbalance.data import ISIC_TASK3_CLASSES
@@ -21,21 +21,18 @@ DERMAMNIST_TO_ISIC = ["AKIEC", "BCC", "BKL", "DF", "MEL", "NV", "VASC"]
 
 def tiny(tmp_path, shared_data, **overrides):
     """Overrides for a seconds-long run: DermaMNIST subset, small CNN, 32 px."""
-    return {
-        "dataset_dir": str(shared_data / "medmnist"),
-        "data_kwargs": {"flag": "dermamnist", "download": False},
-        "max_items_per_split": 28,
-        "network_name": "small_cnn",
-        "image_size": 32,
-        "batch_size": 14,
-        "num_epochs": 2,
-        "num_workers": 0,
-        "progress_bar": False,
-        "ckpt_dir": str(tmp_path / "models"),
-        "log_dir": str(tmp_path / "logs"),
-        "output_dir": str(tmp_path / "eval"),
-        **overrides,
-    }
+    return quick_run_overrides(
+        tmp_path,
+        shared_data / "medmnist",
+        {
+            "data_kwargs": {"flag": "dermamnist", "download": False},
+            "max_items_per_split": 28,
+            "network_name": "small_cnn",
+            "image_size": 32,
+            "batch_size": 14,
+            **overrides,
+        },
+    )
 
 
 def test_train_evaluate_with_mc_dropout_and_infer(tmp_path, shared_data):

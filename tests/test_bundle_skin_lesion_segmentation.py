@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 import pytest
-from bundle_runner import parse_bundle, read_json, run_bundle
+from bundle_runner import parse_bundle, quick_run_overrides, read_json, run_bundle
 from PIL import Image, ImageDraw
 
 BUNDLE = "skin_lesion_segmentation"
@@ -38,19 +38,9 @@ def isic_tree(root, count=10, size=(48, 64), seed=0):
 
 def tiny(tmp_path, dataset_dir, **overrides):
     """Overrides for a seconds-long run: 32 x 48 pixels, a narrow network, two epochs."""
-    return {
-        "dataset_dir": str(dataset_dir),
-        "image_size": [32, 48],
-        "network_channels": [8, 16, 32],
-        "batch_size": 4,
-        "num_epochs": 2,
-        "num_workers": 0,
-        "progress_bar": False,
-        "ckpt_dir": str(tmp_path / "models"),
-        "log_dir": str(tmp_path / "logs"),
-        "output_dir": str(tmp_path / "eval"),
-        **overrides,
-    }
+    return quick_run_overrides(
+        tmp_path, dataset_dir, {"image_size": [32, 48], "network_channels": [8, 16, 32], "batch_size": 4, **overrides}
+    )
 
 
 def test_focusnet_focal_tversky_train_resume_evaluate_and_infer(tmp_path):
