@@ -319,10 +319,10 @@ class MaskedConfusionMatrixMetric(ConfusionMatrixMetric):
         ignore_index: int | None = None,
         threshold: float | None = None,
     ) -> None:
-        if not isinstance(include_background, bool):
+        if isinstance(include_background, str):  # a metric name passed positionally, as MONAI's order invites
             raise TypeError(
                 f"include_background must be a bool, got {include_background!r}; name the metrics with "
-                f"metric_name=... (it is the second argument, as in MONAI's ConfusionMatrixMetric)."
+                "metric_name=... (it is the second argument, as in MONAI's ConfusionMatrixMetric)."
             )
         names = (metric_name,) if isinstance(metric_name, str) else tuple(metric_name)
         super().__init__(
