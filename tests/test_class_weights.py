@@ -16,6 +16,17 @@ def test_class_counts_from_lists_arrays_and_tensors():
     assert class_counts([np.int64(1), torch.tensor(0)]) == [1, 1]  # items read from a datalist
 
 
+def test_inferred_class_count_is_bounded():
+    from monai_imbalance.data.class_weights import MAX_INFERRED_CLASSES
+
+    # the largest inferable label still counts; one more is an unmapped value, refused
+    assert len(class_counts([0, MAX_INFERRED_CLASSES - 1])) == MAX_INFERRED_CLASSES
+    with pytest.raises(ValueError, match=r"numpy\.unique"):
+        class_counts([0, MAX_INFERRED_CLASSES])
+    more = MAX_INFERRED_CLASSES + 1
+    assert len(class_counts([0, MAX_INFERRED_CLASSES], num_classes=more)) == more
+
+
 def test_as_class_indices_returns_an_int64_copy():
     labels = np.array([1, 0, 1], dtype=np.int32)
     out = as_class_indices(labels)
@@ -36,6 +47,9 @@ def test_as_class_indices_returns_an_int64_copy():
         ([[0], [1, 2]], None, ValueError, "one class index per sample"),
         ([0, 1], 0, ValueError, "num_classes must be >= 1"),
         ([0, 1], 2.0, TypeError, "num_classes must be an int"),
+        ([0.0, 1.9], None, TypeError, "integer class indices"),  # never truncated to [0, 1]
+        ([0, 10**9] * 5, None, ValueError, "would make 1000000001 classes for 10 samples with 2 distinct"),
+        ([0, 10**9], 7, ValueError, r"must lie in \[0, 7\)"),
     ],
 )
 def test_bad_labels_raise(labels, num_classes, error, match):

@@ -319,8 +319,9 @@ def test_get_sampler_names():
     ("kwargs", "error", "match"),
     [
         ({"batch_size": 8}, ValueError, "smaller than the number of classes 9"),
-        ({"labels": [0, 0, 2, 2]}, ValueError, r"classes \[1\] have no samples"),
-        ({"labels": [0, 1, 2], "num_classes": 4}, ValueError, r"classes \[3\] have no samples"),
+        ({"labels": [0, 0, 2, 2]}, ValueError, r"class\(es\) 1 of 3 have no samples"),
+        ({"labels": [0, 1, 2], "num_classes": 4}, ValueError, r"class\(es\) 3 of 4 have no samples"),
+        ({"labels": [0, 1.9, 2]}, TypeError, "integer class indices"),
         ({"labels": [0, 1, 5], "num_classes": 3}, ValueError, r"must lie in \[0, 3\)"),
         ({"labels": [0, -1, 2]}, ValueError, "found -1"),
         ({"labels": [0.0, 1.0, 2.0]}, TypeError, "integer class indices"),
@@ -339,6 +340,25 @@ def test_bad_input_raises_a_clear_error(kwargs, error, match):
         args["batch_size"] = 3 if kwargs["labels"] else 9
     with pytest.raises(error, match=match):
         BatchBalancedSampler(**args)
+
+
+@pytest.mark.parametrize("sampler_class", [BatchBalancedSampler, OverSampler, UnderSampler])
+def test_label_far_beyond_the_classes_is_refused_without_allocating(sampler_class):
+    # issue 12.9: [0, 10**9] * 5 made a bincount of 10**9 + 1 int64 counters (8 GB, 21 GB with the copies) and was
+    # killed; the label is refused before any counter is allocated
+    labels = [0, 10**9] * 5
+    with pytest.raises(ValueError, match=r"found 1000000000 at position 1, which would make 1000000001 classes"):
+        sampler_class(labels, batch_size=4)
+    with pytest.raises(ValueError, match=r"must lie in \[0, 2\) for num_classes=2, found 1000000000"):
+        sampler_class(labels, batch_size=4, num_classes=2)
+
+
+def test_many_empty_classes_are_listed_briefly():
+    with pytest.raises(ValueError) as info:
+        BatchBalancedSampler([0, 5000] * 5, batch_size=4)
+    message = str(info.value)
+    assert "class(es) 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, ... (4999 in all) of 5001 have no samples" in message
+    assert len(message) < 400
 
 
 def test_resamplers_accept_any_batch_size_but_check_labels():

@@ -22,9 +22,14 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-__all__ = ["CLASS_WEIGHT_METHODS", "as_class_indices", "class_counts", "class_weights"]
+__all__ = ["CLASS_WEIGHT_METHODS", "MAX_INFERRED_CLASSES", "as_class_indices", "class_counts", "class_weights"]
 
 CLASS_WEIGHT_METHODS = ("inverse", "inverse_sqrt", "effective_number")
+
+#: Largest number of classes inferred from the labels (``max(labels) + 1``) when ``num_classes`` is not given.
+#: A larger label is not a class index but an unmapped value (a patient number, ``255`` of a mask, ``10**9``):
+#: counting it would allocate one counter per possible class (8 GB for ``10**9``), so it is refused instead.
+MAX_INFERRED_CLASSES = 65_536
 
 
 def _check_num_classes(num_classes: int | None) -> None:
@@ -43,13 +48,13 @@ def as_class_indices(labels: Sequence[int] | np.ndarray | torch.Tensor, num_clas
         labels: one integer class index per sample: a list of ints (e.g. ``[d["label"] for d in datalist]``),
             a numpy array or a tensor, of shape ``(N,)`` or ``(N, 1)`` (the MedMNIST layout). Booleans count as
             0/1.
-        num_classes: the number of classes ``C``; every label must lie in ``[0, C)``. ``None`` accepts any
-            non-negative label.
+        num_classes: the number of classes ``C``; every label must lie in ``[0, C)``. ``None`` infers
+            ``C = max(labels) + 1``, which must not exceed :data:`MAX_INFERRED_CLASSES`.
 
     Raises:
         TypeError: labels are not integers (e.g. floats or strings), or ``num_classes`` is not an int.
         ValueError: no labels, a shape other than ``(N,)``/``(N, 1)`` (one-hot labels: take ``argmax`` first),
-            or a label outside ``[0, C)``.
+            a label outside ``[0, C)``, or (without ``num_classes``) a label of :data:`MAX_INFERRED_CLASSES` or more.
     """
     _check_num_classes(num_classes)
     if isinstance(labels, torch.Tensor):
@@ -83,6 +88,15 @@ def as_class_indices(labels: Sequence[int] | np.ndarray | torch.Tensor, num_clas
         raise ValueError(
             f"labels must lie in [0, {num_classes}) for num_classes={num_classes}, "
             f"found {high} at position {int(np.argmax(array))}"
+        )
+    if num_classes is None and high >= MAX_INFERRED_CLASSES:
+        distinct = np.unique(array)
+        shown = ", ".join(str(v) for v in distinct[:10]) + (", ..." if distinct.size > 10 else "")
+        raise ValueError(
+            f"labels must be class indices 0..C-1, found {high} at position {int(np.argmax(array))}, which would "
+            f"make {high + 1} classes for {array.size} samples with {distinct.size} distinct value(s) ({shown}); "
+            "pass num_classes= to check the labels against it, or map the values to 0..C-1 first "
+            "(numpy.unique(labels, return_inverse=True))"
         )
     return array
 

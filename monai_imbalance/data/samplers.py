@@ -162,9 +162,12 @@ class _ClassBalancedSampler(DistributedSampler):
         counts = np.bincount(self.labels, minlength=self.num_classes)
         empty = np.flatnonzero(counts == 0)
         if empty.size:
+            shown = ", ".join(str(c) for c in empty[:10]) + (f", ... ({empty.size} in all)" if empty.size > 10 else "")
+            present = {int(c): int(counts[c]) for c in np.flatnonzero(counts)[:10]}
             raise ValueError(
-                f"classes {empty.tolist()} have no samples (class counts {counts.tolist()}); a class sampler needs "
-                "every class in [0, num_classes) present: fix num_classes or the datalist"
+                f"class(es) {shown} of {self.num_classes} have no samples (counts of the classes present: {present}); "
+                "a class sampler needs every class in [0, num_classes) present: fix num_classes or the datalist "
+                "(labels must be the class indices 0..C-1)"
             )
         self.class_counts: list[int] = counts.tolist()
         self.batch_size = _check_int("batch_size", batch_size, 1)
@@ -283,7 +286,8 @@ class BatchBalancedSampler(_ClassBalancedSampler):
         seed: non-negative seed; the indices are a function of ``(seed, epoch)``.
         num_replicas: number of distributed ranks; default the process group's world size, else 1.
         rank: this rank; default the process group's rank, else 0.
-        num_classes: ``C``; default ``max(labels) + 1``. Every class must have samples.
+        num_classes: ``C``; default ``max(labels) + 1`` (a label of ``MAX_INFERRED_CLASSES`` or more is refused
+            before anything is allocated). Every class must have samples.
 
     Raises:
         ValueError: labels outside ``[0, C)`` or not one per sample, an empty class, ``batch_size < C``,
