@@ -14,6 +14,7 @@ ce             ``CrossEntropyLoss``              ignored      used     used (1) 
 focal          ``FocalLoss``                     ignored      used     used (1)         used
 ldam           ``LDAMLoss``                      required     used     softmax only (2) used
 lmf            ``LMFLoss``                       required     used     softmax only (2) used
+lmf_official   ``LMFLoss(weighting="official")`` required     used (5) softmax only (2) used
 dice           MONAI ``DiceLoss``                ignored      ignored  used             used
 jaccard        MONAI ``DiceLoss(jaccard=True)``  ignored      ignored  used             used
 tversky        MONAI ``TverskyLoss`` (3)         ignored      ignored  used             used
@@ -29,7 +30,8 @@ error). (2) ``sigmoid=True`` is an error. (3) defaults ``alpha=0.3`` (false posi
 ``beta=0.7`` (false negatives): the Tversky setting of Salehi et al. used in the ALL paper, equal to the
 paper-convention ``FocalTverskyLoss(alpha=0.7, beta=0.3)`` without the focal exponent. (4) ``omega``,
 ``epsilon``, ``delta`` go to the wrapper, every other keyword (``reduction`` included) to the Dice loss, and ALL
-is applied to what the Dice loss returns.
+is applied to what the Dice loss returns. (5) the official LMF setting (the LDAM margins as class weights of both
+terms, see :mod:`.lmf`); a ``weight`` multiplies the margins.
 
 "ignored" means the keyword is dropped (a non-``None`` ``weight`` that is dropped raises a ``UserWarning``).
 A common keyword left at ``None`` is not passed, so the module's own default applies. Every other keyword goes
@@ -59,8 +61,20 @@ from monai_imbalance.losses.lmf import LMFLoss
 
 __all__ = ["LOSS_NAMES", "get_loss"]
 
-LOSS_NAMES = ("ce", "focal", "ldam", "lmf", "dice", "jaccard", "tversky", "focal_tversky", "combo", "all")
-_WEIGHTED = frozenset({"ce", "focal", "ldam", "lmf", "combo"})
+LOSS_NAMES = (
+    "ce",
+    "focal",
+    "ldam",
+    "lmf",
+    "lmf_official",
+    "dice",
+    "jaccard",
+    "tversky",
+    "focal_tversky",
+    "combo",
+    "all",
+)
+_WEIGHTED = frozenset({"ce", "focal", "ldam", "lmf", "lmf_official", "combo"})
 _ALL_KEYWORDS = frozenset({"omega", "epsilon", "delta"})
 
 
@@ -102,10 +116,11 @@ def get_loss(
     """Build the loss called ``name`` (one of :data:`LOSS_NAMES`), see the module docstring for the table.
 
     Args:
-        name: ``ce``, ``focal``, ``ldam``, ``lmf``, ``dice``, ``jaccard``, ``tversky``, ``focal_tversky``,
-            ``combo`` or ``all`` (case-insensitive).
-        class_counts: training samples per class, ordered by class index (required by ``ldam`` and ``lmf``).
-        weight: class weights ``(C,)`` (used by ``ce``, ``focal``, ``ldam``, ``lmf``, ``combo``).
+        name: one of :data:`LOSS_NAMES` (case-insensitive): ``ce``, ``focal``, ``ldam``, ``lmf``, ``lmf_official``,
+            ``dice``, ``jaccard``, ``tversky``, ``focal_tversky``, ``combo`` or ``all``.
+        class_counts: training samples per class, ordered by class index (required by ``ldam``, ``lmf`` and
+            ``lmf_official``).
+        weight: class weights ``(C,)`` (used by ``ce``, ``focal``, ``ldam``, ``lmf``, ``lmf_official``, ``combo``).
         sigmoid: binary / multi-label output with a per-channel sigmoid.
         softmax: multi-class output with a softmax over the channels.
         to_onehot_y: the target is a label map (``None``: our losses infer it; MONAI's default ``False``).
@@ -120,7 +135,7 @@ def get_loss(
 
     Example:
         >>> get_loss("lmf", class_counts=[900, 90, 10], weight=None)
-        LMFLoss(classes=3, alpha=1.5, beta=1.0, gamma=1.5, max_m=0.5, s=30.0, reduction='mean')
+        LMFLoss(classes=3, alpha=1.5, beta=1.0, gamma=1.5, max_m=0.5, s=30.0, weighting='standard', reduction='mean')
         >>> get_loss("all", softmax=True, to_onehot_y=True, delta=0.1)  # doctest: +ELLIPSIS
         AdaptiveLogarithmicLoss(...)
     """
@@ -138,16 +153,18 @@ def get_loss(
     shape_kw = {k: v for k, v in given.items() if v is not None}
     act_kw = {k: v for k, v in {"sigmoid": sigmoid, "softmax": softmax}.items() if v is not None}
 
-    if key in ("ce", "focal", "ldam", "lmf"):
+    if key in ("ce", "focal", "ldam", "lmf", "lmf_official"):
         if softmax is False and not sigmoid:
             raise ValueError(f"get_loss({key!r}) takes logits: pass sigmoid=True or softmax=True (or neither).")
         fixed: dict[str, Any] = {"weight": weight, **shape_kw}
-        if key in ("ldam", "lmf"):
+        if key in ("ldam", "lmf", "lmf_official"):
             if sigmoid:
                 raise ValueError(f"get_loss({key!r}): the margin losses are softmax losses; sigmoid=True is invalid.")
             if class_counts is None:
                 raise ValueError(f"get_loss({key!r}) needs class_counts (training samples per class).")
             fixed["cls_num_list"] = class_counts
+            if key == "lmf_official":
+                fixed["weighting"] = "official"
             return _build(key, LDAMLoss if key == "ldam" else LMFLoss, fixed, kwargs)
         fixed["sigmoid"] = bool(sigmoid)
         return _build(key, CrossEntropyLoss if key == "ce" else FocalLoss, fixed, kwargs)
