@@ -29,7 +29,7 @@ an additive shortcut, strided for downsampling), ``SE`` MONAI's
 side outputs).
 
 What is reconstructed, not taken from the paper: the ISBI paper and the ALL paper describe the
-structure only in words (and NOTES.md section 2 summarises them); the layout above follows the
+structure only in words (summarised in ``docs/papers.md#focusnet`` of the repository); the layout above follows the
 authors' public Keras code for FocusNet (``focusnet()`` in ``models.py`` of the FocusNet series),
 with these deliberate changes, each a documented default:
 

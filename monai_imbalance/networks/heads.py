@@ -15,8 +15,8 @@ that does not rescale (cross-entropy, focal) logits bounded by 1 cap the softmax
 Which head to use: the official LMF code trains with the network's plain linear head (and no
 deferred re-weighting); LDAM-DRW uses this cosine head. In small CPU trials here, LDAM and LMF on a
 plain linear head were unstable and below cross-entropy in macro-F1 on DermaMNIST, and the cosine
-head removed the instability (``../shared/papers/NOTES.md``). The bundles keep the official linear
-head by default and switch with one override (``head: cosine`` in ``get_network``).
+head removed the instability (``docs/papers.md#cosine-head`` in the repository). The bundles keep the
+official linear head by default and switch with one override (``head: cosine`` in ``get_network``).
 """
 
 from __future__ import annotations
