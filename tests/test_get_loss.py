@@ -36,7 +36,7 @@ def _segmentation(channels):
     return logits, labels
 
 
-@pytest.mark.parametrize("name", ["ce", "focal", "ldam", "lmf"])
+@pytest.mark.parametrize("name", ["ce", "focal", "ldam", "lmf", "lmf_official"])
 @pytest.mark.parametrize("weight", [None, WEIGHT])
 def test_classification_bundle_call(name, weight):
     """Classification bundles always pass class_counts and weight and switch only the name."""
@@ -53,7 +53,7 @@ def test_classification_bundle_call(name, weight):
 @pytest.mark.parametrize("name", LOSS_NAMES)
 def test_binary_segmentation_bundle_call(name):
     """Binary segmentation bundles call get_loss(name, sigmoid=True) with one output channel."""
-    if name in ("ldam", "lmf"):
+    if name in ("ldam", "lmf", "lmf_official"):
         with pytest.raises(ValueError, match="sigmoid=True is invalid"):
             get_loss(name, sigmoid=True, class_counts=COUNTS)
         return
@@ -65,7 +65,7 @@ def test_binary_segmentation_bundle_call(name):
 
 @pytest.mark.parametrize("name", LOSS_NAMES)
 def test_multiclass_segmentation_bundle_call(name):
-    kwargs = {"class_counts": COUNTS} if name in ("ldam", "lmf") else {}
+    kwargs = {"class_counts": COUNTS} if name in ("ldam", "lmf", "lmf_official") else {}
     loss = get_loss(name, softmax=True, to_onehot_y=True, **kwargs)
     logits, labels = _segmentation(3)
     value = loss(logits, labels)
@@ -80,6 +80,10 @@ def test_names_map_to_configured_modules():
     ldam = get_loss("ldam", class_counts=COUNTS, max_m=0.3, s=10)
     assert type(ldam) is LDAMLoss and (ldam.max_m, ldam.s) == (0.3, 10.0)
     assert type(get_loss("lmf", class_counts=COUNTS, alpha=1.0, beta=1.0)) is LMFLoss
+    official = get_loss("lmf_official", class_counts=COUNTS)
+    assert type(official) is LMFLoss and official.weighting == "official" and official.alpha == 1.5
+    with pytest.raises(ValueError, match="set by the loss name"):
+        get_loss("lmf_official", class_counts=COUNTS, weighting="standard")
     dice, jaccard = get_loss("dice", softmax=True), get_loss("jaccard", softmax=True)
     assert type(dice) is DiceLoss and not dice.jaccard and jaccard.jaccard and jaccard.softmax
     tversky = get_loss("tversky", sigmoid=True)
