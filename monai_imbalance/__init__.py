@@ -6,7 +6,7 @@ names of its components, e.g. ``_target_: LMFLoss``. Where a short name exists i
 (``FocalLoss``), use the fully qualified name ``monai_imbalance.losses.FocalLoss``.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from monai_imbalance import data, handlers, inferers, losses, metrics, networks, reporting, transforms, workflow
 
