@@ -17,14 +17,19 @@ def test_latest_checkpoint_picks_highest_epoch_numerically(tmp_path):
 
 
 def test_resume_checkpoint_rules(tmp_path):
-    assert resume_checkpoint(tmp_path) is None  # fresh folder: start afresh
+    ckpt = tmp_path / "models"
+    assert resume_checkpoint(ckpt) is None  # fresh folder: start afresh
     with pytest.raises(FileNotFoundError, match=r"no 'last_checkpoint_epoch=N\.pt'"):
-        resume_checkpoint(tmp_path, resume=True)
-    _touch(tmp_path, "last_checkpoint_epoch=2.pt")
+        resume_checkpoint(ckpt, resume=True)
+    ckpt.mkdir()
+    torch.save({"epoch": 2}, ckpt / "last_checkpoint_epoch=2.pt")
     with pytest.raises(FileExistsError, match="--resume true"):
-        resume_checkpoint(tmp_path)
-    assert resume_checkpoint(tmp_path, overwrite=True) is None
-    assert resume_checkpoint(tmp_path, resume=True).endswith("epoch=2.pt")
+        resume_checkpoint(ckpt)
+    assert resume_checkpoint(ckpt, resume=True).endswith("epoch=2.pt")
+    with pytest.raises(ValueError, match="contradict"):
+        resume_checkpoint(ckpt, resume=True, overwrite=True)
+    assert resume_checkpoint(ckpt, overwrite=True) is None  # the earlier run is moved aside
+    assert not ckpt.exists() and len(list(tmp_path.glob("models.replaced-*/last_checkpoint_epoch=2.pt"))) == 1
 
 
 def test_device_and_backend_follow_cuda_availability(monkeypatch):

@@ -1,0 +1,61 @@
+"""Helpers the bundles call from their configs: run folders, exact resuming, checked overrides, recorded
+settings, readable errors, devices and the distributed set-up.
+
+Importing it inside a ``python -m monai.bundle run`` command installs the short error ending of
+:mod:`~monai_imbalance.workflow.user_errors` (``error: <message>`` for errors the user can fix).
+"""
+
+from .distributed import default_device, distributed_backend, global_rank, init_distributed
+from .overrides import RUN_SWITCHES, UnknownOverrideError, bundle_command, check_override_keys, check_overrides
+from .resume_state import ResumeState, randomizable_objects
+from .run_folder import (
+    LAST_CHECKPOINT_PREFIX,
+    ConflictingSwitchesError,
+    CorruptCheckpointError,
+    EarlierRunError,
+    RunFileNotFoundError,
+    checked_checkpoint,
+    epoch_checkpoints,
+    latest_checkpoint,
+    move_aside,
+    resume_checkpoint,
+    trained_class_names,
+)
+from .run_settings import SETTINGS_KEY, record_run_settings, run_overrides
+from .switches import as_bool
+from .user_errors import find_user_error, format_user_error, install_excepthook, install_for_bundle_runs
+
+__all__ = [
+    "LAST_CHECKPOINT_PREFIX",
+    "RUN_SWITCHES",
+    "SETTINGS_KEY",
+    "ConflictingSwitchesError",
+    "CorruptCheckpointError",
+    "EarlierRunError",
+    "ResumeState",
+    "RunFileNotFoundError",
+    "UnknownOverrideError",
+    "as_bool",
+    "bundle_command",
+    "check_override_keys",
+    "check_overrides",
+    "checked_checkpoint",
+    "default_device",
+    "distributed_backend",
+    "epoch_checkpoints",
+    "find_user_error",
+    "format_user_error",
+    "global_rank",
+    "init_distributed",
+    "install_excepthook",
+    "install_for_bundle_runs",
+    "latest_checkpoint",
+    "move_aside",
+    "randomizable_objects",
+    "record_run_settings",
+    "resume_checkpoint",
+    "run_overrides",
+    "trained_class_names",
+]
+
+install_for_bundle_runs()

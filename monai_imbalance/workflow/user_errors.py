@@ -1,0 +1,76 @@
+"""Short endings for failed bundle runs: ``error: <message>`` instead of a chain of tracebacks.
+
+MONAI's config parser re-raises every failure of a ``$expression`` as ``RuntimeError: Failed to evaluate
+ConfigExpression``, chained (``__cause__``) to the original one; components nest this several times. A wrong
+override or a damaged file thus ends in 75-460 lines with the useful sentence in the middle.
+
+:func:`install_excepthook` replaces ``sys.excepthook``: when the uncaught exception, or any exception in
+its ``__cause__`` / ``__context__`` chain, is a :class:`~monai_imbalance.errors.UserError` (the user can
+fix it: data, overrides, files, checkpoints), only ``error: <message>`` is printed and the process exits
+with status 1. Any other exception (a bug) keeps the full traceback. Importing :mod:`monai_imbalance`
+installs it for ``python -m monai.bundle run`` commands (see :func:`install_for_bundle_runs`); ``torchrun``
+starts each worker that way too.
+
+Set ``MONAI_IMBALANCE_TRACEBACK=1`` to see the full traceback of a user error anyway.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from types import TracebackType
+
+from monai_imbalance.errors import UserError
+from monai_imbalance.workflow.overrides import bundle_command
+
+__all__ = ["find_user_error", "format_user_error", "install_excepthook", "install_for_bundle_runs"]
+
+
+def find_user_error(error: BaseException | None) -> UserError | None:
+    """The first :class:`UserError` in ``error`` and its ``__cause__`` / ``__context__`` chain, or ``None``."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, UserError):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def format_user_error(error: UserError) -> str:
+    """``error: <message>`` (the message's own lines kept)."""
+    message = str(error).strip() or type(error).__name__
+    return f"error: {message}\n"
+
+
+def _excepthook(previous, kind: type[BaseException], error: BaseException, traceback: TracebackType | None) -> None:
+    user_error = find_user_error(error)
+    if user_error is None or os.environ.get("MONAI_IMBALANCE_TRACEBACK", "") not in ("", "0"):
+        previous(kind, error, traceback)
+        return
+    sys.stderr.write(format_user_error(user_error))
+    sys.stderr.flush()
+
+
+def install_excepthook() -> None:
+    """Replace ``sys.excepthook`` so that an uncaught user error prints ``error: <message>`` only (exit status 1).
+
+    Idempotent; other exceptions go to the hook that was installed before.
+    """
+    if getattr(sys.excepthook, "_monai_imbalance", False):
+        return
+    previous = sys.excepthook
+
+    def hook(kind: type[BaseException], error: BaseException, traceback: TracebackType | None) -> None:
+        _excepthook(previous, kind, error, traceback)
+
+    hook._monai_imbalance = True  # type: ignore[attr-defined]
+    sys.excepthook = hook
+
+
+def install_for_bundle_runs() -> bool:
+    """Install the hook when this process is a ``python -m monai.bundle run`` command; say whether it did."""
+    if bundle_command() is None:
+        return False
+    install_excepthook()
+    return True
