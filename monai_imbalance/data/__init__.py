@@ -1,5 +1,6 @@
 """Datalists, samplers for class imbalance and the repeat-acquisition simulation."""
 
+from .check import DataCheckError, check_datalists
 from .class_weights import as_class_indices, class_counts, class_weights
 from .csv_datalist import load_csv_datalists
 from .datalist import (
@@ -35,12 +36,14 @@ __all__ = [
     "LABEL_MAPS",
     "MEDMNIST_CLASS_NAMES",
     "BatchBalancedSampler",
+    "DataCheckError",
     "DatalistReport",
     "Datalists",
     "OverSampler",
     "RepeatAcquisitions",
     "UnderSampler",
     "as_class_indices",
+    "check_datalists",
     "class_counts",
     "class_weights",
     "download_medmnist",

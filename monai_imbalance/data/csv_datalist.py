@@ -40,6 +40,7 @@ from typing import Any
 from monai_imbalance.data.datalist import (
     SPLIT_ALIASES,
     Datalists,
+    closest_names,
     natural_sorted,
     normalise_label_value,
     resolve_dataset_dir,
@@ -77,7 +78,8 @@ def load_csv_datalists(
         image_column, label_column, patient_column, visit_column, view_column, split_column, id_column: column
             names. The optional ones are used when present.
         label_map: raw label value -> class index, or a named map (``"birads_density"``, ``"kl_grade"``).
-        class_names: class names (index = label); with no ``label_map`` the raw labels must be these names.
+        class_names: class names (index = label); with no ``label_map`` the raw labels must be these names (a
+            value outside them, e.g. a misspelt ``melanomaa``, is an error naming the file, line and value).
         required_columns: further columns that must exist and be non-empty in every row, e.g.
             ``["patient_id", "visit_id"]`` for a repeatability study (use the column names of the CSV).
         extra_columns: further columns copied into each item (under the column name).
@@ -139,7 +141,7 @@ def load_csv_datalists(
         if raw_label not in mapping:
             raise ValueError(
                 f"{where} ({path}): unknown label value {row[label_column]!r} in column {label_column!r}; "
-                f"known values: {sorted(mapping)}."
+                f"known values: {sorted(mapping)}{closest_names(raw_label, mapping)}."
             )
         for column in required_columns:
             if not row[column]:

@@ -41,6 +41,8 @@ and then, for every format::
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import logging
 import os
 import re
@@ -61,8 +63,11 @@ __all__ = [
     "SPLIT_ALIASES",
     "DatalistReport",
     "Datalists",
+    "check_format_kwargs",
+    "closest_names",
     "load_datalists",
     "normalise_label_value",
+    "reorder_classes",
     "resolve_dataset_dir",
     "resolve_label_map",
     "validate_datalist",
@@ -158,6 +163,16 @@ def resolve_dataset_dir(dataset_dir: str | os.PathLike | None, what: str = "data
             )
         dataset_dir = env
     return Path(dataset_dir).expanduser()
+
+
+def closest_names(value: Any, known: Iterable[Any], limit: int = 3) -> str:
+    """A hint naming the known values closest to a misspelt ``value``: ``" (closest: 'melanoma')"``, or ``""``.
+
+    Similarity is :class:`difflib.SequenceMatcher`'s ratio (at least 0.6), case-insensitive.
+    """
+    by_lower = {str(k).lower(): str(k) for k in known}
+    close = difflib.get_close_matches(str(value).strip().lower(), list(by_lower), n=limit, cutoff=0.6)
+    return f" (closest: {', '.join(repr(by_lower[c]) for c in close)})" if close else ""
 
 
 def normalise_label_value(value: Any) -> str:
@@ -294,11 +309,13 @@ def validate_datalist(
         seen_ids: dict[str, int] = {}
         for index, item in enumerate(items):
             where = f"split {split!r}, item {index}"
+            if isinstance(item, Mapping) and item.get("id") not in (None, ""):
+                where = f"{where} (id {item['id']!r})"
             if not isinstance(item, Mapping):
                 raise ValueError(f"{where}: expected a dict, got {type(item).__name__}.")
             missing = [key for key in required_keys if key not in item]
             if missing:
-                raise ValueError(f"{where} (id {item.get('id')!r}): missing key(s) {missing}.")
+                raise ValueError(f"{where}: missing key(s) {missing}.")
             image = item.get("image")
             if isinstance(image, (str, os.PathLike)):
                 if check_files and not Path(image).is_file():
@@ -409,10 +426,68 @@ def _loaders() -> dict[str, Callable[..., Datalists]]:
 _SWITCHES = ("download", "progress", "require_labels", "check_sizes")
 
 
+def check_format_kwargs(format: str, loader: Callable[..., Any], kwargs: Mapping[str, Any]) -> None:
+    """Raise a readable ``ValueError`` when ``kwargs`` holds options that ``loader`` (of ``format``) does not take.
+
+    The message names the unexpected options, the options the format takes and the formats whose options they
+    are (a bundle's ``data_kwargs`` written for MedMNIST, ``flag``/``size``/``download``, passed on to
+    ``isic2018_task3`` otherwise ends in a bare ``TypeError: unexpected keyword argument 'flag'``).
+    """
+    parameters = inspect.signature(loader).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    accepted = [name for name in list(parameters)[1:] if parameters[name].kind is not inspect.Parameter.VAR_POSITIONAL]
+    unexpected = [k for k in kwargs if k not in accepted]
+    if not unexpected:
+        return
+    owners = [
+        name
+        for name, other in _loaders().items()
+        if name != format and all(k in inspect.signature(other).parameters for k in unexpected)
+    ]
+    belongs = f" (options of the {' / '.join(repr(o) for o in owners)} format)" if owners else ""
+    guesses = {k: difflib.get_close_matches(k, accepted, n=1) for k in unexpected}
+    hints = "".join(f"; {k!r}: did you mean {g[0]!r}?" for k, g in guesses.items() if g)
+    raise ValueError(
+        f"data format {format!r} does not take the option(s) {unexpected}{belongs}; it takes {accepted}{hints}. "
+        "In a bundle, give each format its own options (format_kwargs: {<format>: {...}}) or override "
+        '--data_kwargs with the options of the chosen format ("{}" for none).'
+    )
+
+
+def reorder_classes(datalists: Datalists, class_names: Sequence[str]) -> Datalists:
+    """The same datalists with the labels renumbered to the order of ``class_names`` (matched by name).
+
+    For formats whose classes are fixed by the source (ISIC 2018 task 3: ``MEL, NV, ...``): ``class_names``
+    chooses their order. Classes of the source that ``class_names`` lacks may not occur in the data.
+
+    Raises:
+        ValueError: an item whose class is not among ``class_names`` (names the item, its file and the class,
+            and the closest known names).
+    """
+    names = [str(c) for c in class_names]
+    position = {n: i for i, n in enumerate(names)}
+    remap = {i: position.get(n) for i, n in enumerate(datalists.class_names)}
+    out: dict[str, list[dict[str, Any]]] = {}
+    for split, items in datalists.items():
+        out[split] = []
+        for index, item in enumerate(items):
+            new = remap.get(int(item["label"]))
+            if new is None:
+                value = datalists.class_names[int(item["label"])]
+                raise ValueError(
+                    f"{datalists.source}: split {split!r}, item {index} (id {item.get('id')!r}, {item.get('image')}): "
+                    f"unknown label value {value!r}; known class names: {names}{closest_names(value, names)}."
+                )
+            out[split].append({**item, "label": new})
+    return Datalists(out, class_names=names, source=datalists.source, report=datalists.report)
+
+
 def load_datalists(
     format: str,
     dataset_dir: str | os.PathLike | None = None,
     *,
+    class_names: Sequence[str] | None = None,
     splits: Sequence[str] = DEFAULT_SPLITS,
     split_fractions: Mapping[str, float] | None = None,
     seed: int = 0,
@@ -428,6 +503,11 @@ def load_datalists(
         format: ``"medmnist"`` (also MedMNIST-like npz such as the knee KL file), ``"class_folders"``,
             ``"knee_folders"``, ``"isic2018_task3"`` or ``"csv"``; see the module docstring.
         dataset_dir: the file or directory to read; ``None`` reads the ``DATA_DIR`` environment variable.
+        class_names: the known classes, in label order (index = label). Given, they fix the class order and
+            every label must be one of them: a CSV label, a folder name, an ISIC class or a MedMNIST index
+            outside them is an error naming the file, the row (or item) and the value, with the closest known
+            names (``melanomaa`` -> ``melanoma``), instead of a new class. ``None`` (default): the classes come
+            from the data (CSV values sorted, folder names, the format's own names).
         splits: the splits to return. Splits the source lacks are made from its data: a source without any
             split is divided into ``splits`` by ``split_fractions``; a missing split (e.g. ``test`` of the knee
             npz) is carved out of ``train`` by patient, in the proportion of ``split_fractions``.
@@ -440,13 +520,15 @@ def load_datalists(
         check_files: check that every image file exists.
         warn: issue the warnings of :func:`validate_datalist`.
         format_kwargs: passed to the format's loader (e.g. ``flag``, ``size``, ``download`` for MedMNIST;
-            ``csv_file``, ``label_column``, ``label_map``, ``required_columns`` for CSV; ``class_names``).
+            ``csv_file``, ``label_column``, ``label_map``, ``required_columns`` for CSV). An option the format
+            does not take is an error naming it and the format's options.
 
     Returns:
         :class:`Datalists` with exactly ``splits``, ``class_names`` and ``report``.
 
     Raises:
-        ValueError: an unknown format, or any problem the loader or :func:`validate_datalist` finds.
+        ValueError: an unknown format, an option the format does not take, a label outside ``class_names``,
+            or any problem the loader or :func:`validate_datalist` finds.
         FileNotFoundError: missing data (with a hint how to provide it).
     """
     from monai_imbalance.data.splits import DEFAULT_SPLIT_FRACTIONS, split_by_group
@@ -461,7 +543,18 @@ def load_datalists(
     # switches arrive from the bundle command line as strings ("--data_kwargs#download false")
     format_kwargs = {k: as_bool(v) if k in _SWITCHES else v for k, v in format_kwargs.items()}
     check_files, warn = as_bool(check_files), as_bool(warn)
-    loaded = loaders[format](dataset_dir, **format_kwargs)
+    loader = loaders[format]
+    check_format_kwargs(format, loader, format_kwargs)
+    takes_class_names = "class_names" in inspect.signature(loader).parameters
+    if class_names is not None:
+        class_names = [str(c) for c in class_names]
+        if takes_class_names:
+            format_kwargs["class_names"] = class_names
+    if "warn" in inspect.signature(loader).parameters:
+        format_kwargs.setdefault("warn", False)  # the final splits are validated (and warned about) below
+    loaded = loader(dataset_dir, **format_kwargs)
+    if class_names is not None and loaded.class_names != class_names:
+        loaded = reorder_classes(loaded, class_names)
 
     result: dict[str, list[dict[str, Any]]] = {s: list(v) for s, v in loaded.items() if s != "all"}
     if "all" in loaded and not result:

@@ -38,6 +38,7 @@ from typing import Any
 from monai_imbalance.data.datalist import (
     SPLIT_ALIASES,
     Datalists,
+    closest_names,
     natural_sorted,
     normalise_label_value,
     resolve_dataset_dir,
@@ -180,7 +181,8 @@ def load_class_folder_datalists(
             key = normalise_label_value(class_dir.name)
             if key not in mapping:
                 raise ValueError(
-                    f"unknown label value {class_dir.name!r}: folder {class_dir} is not one of the classes {names}."
+                    f"unknown label value {class_dir.name!r}: folder {class_dir} is not one of the classes {names}"
+                    f"{closest_names(class_dir.name, names)}."
                 )
             files.extend((path, mapping[key], class_dir.name) for path in list_image_files(class_dir, extensions))
         ids = unique_ids([f[0] for f in files], base=root)

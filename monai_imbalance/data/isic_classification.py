@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from monai_imbalance.data.datalist import Datalists, resolve_dataset_dir, validate_datalist
+from monai_imbalance.data.datalist import Datalists, closest_names, resolve_dataset_dir, validate_datalist
 
 __all__ = ["HAM10000_DX", "ISIC_TASK3_CLASSES", "load_isic2018_task3_datalists", "read_isic_ground_truth"]
 
@@ -138,7 +138,7 @@ def _ham10000(root: Path, image_suffix: str) -> list[dict[str, Any]] | None:
         if dx not in HAM10000_DX:
             raise ValueError(
                 f"{meta}: unknown label value {row['dx']!r} for image {row['image_id']!r}; "
-                f"expected {sorted(HAM10000_DX)}."
+                f"expected {sorted(HAM10000_DX)}{closest_names(dx, HAM10000_DX)}."
             )
         path = index.get(row["image_id"])
         if path is None:

@@ -415,6 +415,14 @@ def load_medmnist_datalists(
             result[split] = items
             if len(labels):
                 max_label = max(max_label, int(labels.max()))
+    if class_names is not None and max_label >= len(class_names):
+        for split, items in result.items():
+            bad = next((i for i, item in enumerate(items) if item["label"] >= len(class_names)), None)
+            if bad is not None:
+                raise ValueError(
+                    f"{path}: {split}_labels[{bad}] = {items[bad]['label']} is an unknown label value: the "
+                    f"{len(class_names)} class names {list(class_names)} take the labels 0..{len(class_names) - 1}."
+                )
     if class_names is None:
         known = MEDMNIST_CLASS_NAMES.get(name)
         class_names = known if known is not None and len(known) > max_label else [str(i) for i in range(max_label + 1)]
