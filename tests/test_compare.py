@@ -128,8 +128,11 @@ def test_table1_rows_tests_and_summary():
     assert rows["focal"]["accuracy"] == pytest.approx(8 / 12) and rows["ce"]["n_patients"] == 6
     first = table["seeds"][0]["comparisons"][0]
     assert (first["a"], first["b"]) == ("focal", "ce")
-    assert first["loa"]["difference"] == pytest.approx(rows["focal"]["loa"] - rows["ce"]["loa"])
-    assert first["loa"]["difference"] < 0
+    # paper form (default): LoA is the bootstrap mean, the paired difference the mean of the paired replicates
+    assert table["reporting"] == "paper" and rows["focal"]["loa"] == rows["focal"]["loa_boot_mean"]
+    assert rows["focal"]["icc"] == rows["focal"]["icc_2k"] and rows["focal"]["icc_2_1"] < rows["focal"]["icc_2k"]
+    assert first["loa"]["difference"] == pytest.approx(rows["focal"]["loa_plugin"] - rows["ce"]["loa_plugin"])
+    assert first["loa"]["reported_difference"] == first["loa"]["difference_boot_mean"] < 0
     assert first["accuracy"]["difference"] == pytest.approx(1 / 12)
     summary = table["summary"]
     assert summary["n_seeds"] == 2 and summary["comparisons"][0]["loa_lower"] == 2
@@ -140,6 +143,25 @@ def test_table1_rows_tests_and_summary():
         assert f"{v.row} {v.label} | {rows[v.key]['loa']:.3f} ± {rows[v.key]['loa_pm']:.3f}" in markdown
         assert f"| {rows[v.key]['icc']:.3f} | {rows[v.key]['loa_rel']:.3f} | {rows[v.key]['n_patients']} |" in markdown
     assert "## summary over 2 seed(s)" in markdown and "| (ii) focal loss vs (i) cross-entropy | 2/2" in markdown
+    assert "| 95% LoA (bootstrap mean, paper) ↓ |" in markdown and "| ICC(2,k), two-image units (paper) |" in markdown
+    assert f"| {first['loa']['difference_boot_mean']:+.3f} [" in markdown
+
+
+def test_table1_plugin_form_shows_the_plugin_loa_and_icc_2_1():
+    table = table1(_records(seeds=(0,)), n_boot=100, n_boot_paired=200, reporting="plugin")
+    rows = table["seeds"][0]["rows"]
+    assert rows["ce"]["loa"] == rows["ce"]["loa_plugin"] and rows["ce"]["icc"] == rows["ce"]["icc_2_1"]
+    first = table["seeds"][0]["comparisons"][0]
+    assert first["loa"]["reported_difference"] == first["loa"]["difference"]
+    markdown = format_table1(table)
+    assert "| 95% LoA (plug-in) ↓ |" in markdown and "| ICC(2,1) |" in markdown
+    assert f"{rows['ce']['loa']:.3f} ± {rows['ce']['loa_pm']:.3f}" in markdown
+    with pytest.raises(ValueError, match="reporting must be one of"):
+        table1(_records(seeds=(0,)), reporting="bootstrap")
+    records = _records(seeds=(0,))
+    del records[0].repeatability["icc_2k"]  # a report written before the paper form existed
+    with pytest.raises(ValueError, match=r"has no \['icc_2k'\].*reporting='plugin'"):
+        table1(records)
 
 
 def test_table1_needs_all_variants_and_the_same_images():

@@ -173,3 +173,40 @@ def test_mc_dropout_evaluation_of_simulated_repeats_end_to_end(tmp_path):
     assert report["n_patients"] == 5 and report["n_images"] == 15 and report["n_skipped"] == 0
     assert report["per_patient"]["patient_id"] == ["0", "1", "2", "3", "4"]
     assert 0 < report["loa"] < 0.5
+    assert report["image_order"] == "image_ids"  # RepeatAcquisitions' repeat_index orders each unit
+
+
+def _evaluator_with_ids(order: list[int]) -> SupervisedEvaluator:
+    probs = _probs()
+    data = [
+        {"image": probs[i].reshape(1, 4), "label": torch.tensor(0), "patient_id": PATIENTS[i], "id": f"img{i}"}
+        for i in order
+    ]
+    return SupervisedEvaluator(
+        device=torch.device("cpu"), val_data_loader=DataLoader(data, batch_size=3), network=nn.Flatten()
+    )
+
+
+def test_the_report_does_not_depend_on_the_order_of_the_datalist():
+    """The datalist ``id`` orders the images of a unit: a permuted datalist gives the same report."""
+    reports = []
+    for order in ([0, 1, 2, 3, 4, 5, 6, 7], [1, 0, 7, 4, 3, 2, 6, 5], [6, 5, 4, 3, 2, 1, 0, 7]):
+        handler = RepeatabilityHandler(n_boot=50)
+        evaluator = _evaluator_with_ids(order)
+        handler.attach(evaluator, "repeatability")
+        evaluator.run()
+        reports.append(handler.report)
+    assert reports[0]["image_order"] == "image_ids"
+    assert reports[1] == reports[0] and reports[2] == reports[0]
+    probs = _probs()
+    expected = repeatability_report(
+        continuous_score(probs).numpy(), PATIENTS, 4, predictions=probs.argmax(1).numpy(), n_boot=50
+    )
+    _assert_same_report({**reports[0], "image_order": "input"}, expected)  # ids img0..img7: the input order
+
+    keep_order = RepeatabilityHandler(n_boot=50, image_keys=None)
+    evaluator = _evaluator_with_ids([1, 0, 7, 4, 3, 2, 6, 5])
+    keep_order.attach(evaluator, "repeatability")
+    evaluator.run()
+    assert keep_order.report["image_order"] == "input"
+    assert keep_order.report["per_patient"]["difference"] != reports[0]["per_patient"]["difference"]

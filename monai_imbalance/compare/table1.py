@@ -11,7 +11,12 @@ table from trained checkpoints of a bundle (``bundles/knee_oa_grading``, ``bundl
    ``metrics.json`` and Bland-Altman plot to ``<output_dir>/<variant>/seed<s>/``;
 2. LoA ± CI come from the run's repeatability report (percentile bootstrap over patients, ``n_boot``);
    accuracy ± CI from a percentile bootstrap over patients of the per-image correctness (all images of a
-   drawn patient enter together), :func:`~monai_imbalance.compare.bootstrap.accuracy_with_ci`;
+   drawn patient enter together), :func:`~monai_imbalance.compare.bootstrap.accuracy_with_ci`.
+   ``reporting="paper"`` (default) shows LoA and ICC as the paper's authors report them: LoA as the mean
+   of the bootstrap replicates (``loa_boot_mean``) and ICC(2,k) of the units with two images
+   (``icc_2k``); ``reporting="plugin"`` shows the plug-in LoA of the observed differences and ICC(2,1).
+   Every row keeps both (``loa_boot_mean``, ``loa_plugin``, ``icc_2k``, ``icc_2_1``), and the table names
+   the form it shows (see :data:`REPORTING`);
 3. the paired tests use the same images of both models: focal vs cross-entropy without MC and with MC (and
    the MC effect per loss), for LoA with :func:`monai_imbalance.metrics.compare_repeatability` and for
    accuracy with :func:`~monai_imbalance.compare.bootstrap.compare_accuracy` (paired bootstrap over patients;
@@ -48,6 +53,7 @@ from .runner import bundle_folder, checkpoint_file, evaluate_run, train_run
 __all__ = [
     "COMPARISONS",
     "LOSSES",
+    "REPORTING",
     "VARIANTS",
     "EvaluationRecord",
     "Variant",
@@ -82,6 +88,19 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("ce_mc", "(iii)", "cross-entropy, MC dropout", "ce", True),
     Variant("focal_mc", "(iv)", "focal loss, MC dropout", "focal", True),
 )
+
+#: how Table 1 reports LoA and ICC: name -> (report key of LoA, its label, report key of ICC, its label,
+#: key of the paired test's LoA difference)
+REPORTING: dict[str, tuple[str, str, str, str, str]] = {
+    "paper": (
+        "loa_boot_mean",
+        "LoA (bootstrap mean, paper)",
+        "icc_2k",
+        "ICC(2,k), two-image units (paper)",
+        "difference_boot_mean",
+    ),
+    "plugin": ("loa", "LoA (plug-in)", "icc", "ICC(2,1)", "difference"),
+}
 
 #: paired comparisons (a, b): difference a - b; the first two are the paper's focal-vs-baseline tests
 COMPARISONS: tuple[tuple[str, str], ...] = (
@@ -239,17 +258,34 @@ def _aligned(a: EvaluationRecord, b: EvaluationRecord) -> tuple[np.ndarray, np.n
     return a.correct[shared], b.correct[order_b], [a.patients[i] for i in shared]
 
 
-def _row(record: EvaluationRecord, n_boot: int, seed: int) -> dict[str, Any]:
+def _check_reporting(reporting: str) -> tuple[str, str, str, str, str]:
+    if reporting not in REPORTING:
+        raise ValueError(f"reporting must be one of {list(REPORTING)}, got {reporting!r}")
+    return REPORTING[reporting]
+
+
+def _row(record: EvaluationRecord, n_boot: int, seed: int, reporting: str) -> dict[str, Any]:
     rep = record.repeatability
+    loa_key, _, icc_key, _, _ = _check_reporting(reporting)
+    missing = [key for key in (loa_key, icc_key) if rep.get(key) is None]
+    if missing:
+        raise ValueError(
+            f"the repeatability report of {record.variant} (seed {record.seed}, {record.output_dir}) has no "
+            f"{missing}: evaluate again with this version and n_boot > 0, or use reporting='plugin'"
+        )
     acc = accuracy_with_ci(record.correct, record.patients, n_boot=n_boot, seed=seed)
     return {
-        "loa": rep["loa"],
+        "loa": rep[loa_key],
         "loa_pm": rep.get("loa_pm"),
         "loa_ci": rep.get("loa_ci"),
+        "loa_plugin": rep["loa"],
+        "loa_boot_mean": rep.get("loa_boot_mean"),
         "loa_sd": rep.get("loa_sd"),
         "mean_abs_diff": rep.get("mean_abs_diff"),
         "disagreement_rate": rep.get("disagreement_rate"),
-        "icc": rep.get("icc"),
+        "icc": rep[icc_key],
+        "icc_2_1": rep.get("icc"),
+        "icc_2k": rep.get("icc_2k"),
         "loa_rel": rep.get("loa_rel"),
         "n_patients": rep.get("n_patients"),
         "n_patients_distinct": rep.get("n_patients_distinct"),
@@ -263,21 +299,38 @@ def _row(record: EvaluationRecord, n_boot: int, seed: int) -> dict[str, Any]:
 
 
 def table1(
-    records: Sequence[EvaluationRecord], n_boot: int = 500, n_boot_paired: int = 2000, seed: int = 0
+    records: Sequence[EvaluationRecord],
+    n_boot: int = 500,
+    n_boot_paired: int = 2000,
+    seed: int = 0,
+    *,
+    reporting: str = "paper",
 ) -> dict[str, Any]:
     """Assemble Table 1 from evaluation records (one per variant and seed; see :data:`VARIANTS`).
 
+    Args:
+        records: the evaluations.
+        n_boot: bootstrap replicates of the accuracy CI.
+        n_boot_paired: bootstrap replicates of the paired tests.
+        seed: bootstrap seed.
+        reporting: ``"paper"`` (LoA as the bootstrap mean, ICC(2,k) of two-image units, as the paper's
+            authors report) or ``"plugin"`` (plug-in LoA, ICC(2,1)); see :data:`REPORTING`.
+
     Returns:
-        ``{"seeds": [{"seed", "rows": {variant: row}, "comparisons": [...], "repeats": ...}], "summary": {...}}``:
-        rows with LoA (± CI half-width from the bundle's report), accuracy (± patient-bootstrap CI), parametric
-        LoA, mean absolute difference, disagreement rate, ICC, loa_rel and patients; comparisons (a vs b) with
+        ``{"seeds": [{"seed", "rows": {variant: row}, "comparisons": [...], "repeats": ...}], "summary": {...},
+        "reporting", "loa_label", "icc_label"}``: rows with ``loa`` and ``icc`` in the chosen form (both forms
+        are kept as ``loa_plugin``, ``loa_boot_mean``, ``icc_2_1``, ``icc_2k``), ``loa_pm`` (half the bootstrap
+        CI, the same for both forms), accuracy (± patient-bootstrap CI), parametric
+        LoA, mean absolute difference, disagreement rate, loa_rel and patients; comparisons (a vs b) with
         the paired LoA test (``loa``) and the paired accuracy test (``accuracy``); the summary has, per variant,
         the mean and SD over seeds, and per comparison how many seeds had a lower LoA for ``a``, significantly
         so (``p < 0.05`` and ``ci[1] < 0``).
 
     Raises:
-        ValueError: a seed without all four variants, or variants evaluated on different images.
+        ValueError: a seed without all four variants, variants evaluated on different images, an unknown
+            ``reporting`` or reports without its keys.
     """
+    _, loa_label, _, icc_label, difference_key = _check_reporting(reporting)
     by_seed: dict[int, dict[str, EvaluationRecord]] = {}
     for record in records:
         by_seed.setdefault(record.seed, {})[record.variant] = record
@@ -287,16 +340,18 @@ def table1(
         missing = [v.key for v in VARIANTS if v.key not in present]
         if missing:
             raise ValueError(f"seed {seed_value} lacks the variant(s) {missing}")
-        rows = {v.key: _row(present[v.key], n_boot, seed) for v in VARIANTS}
+        rows = {v.key: _row(present[v.key], n_boot, seed, reporting) for v in VARIANTS}
         comparisons = []
         for a_key, b_key in COMPARISONS:
             a, b = present[a_key], present[b_key]
             correct_a, correct_b, patients = _aligned(a, b)
+            loa_test = compare_repeatability(a.repeatability, b.repeatability, "loa", n_boot_paired, seed)
+            loa_test["reported_difference"] = loa_test[difference_key]
             comparisons.append(
                 {
                     "a": a_key,
                     "b": b_key,
-                    "loa": compare_repeatability(a.repeatability, b.repeatability, "loa", n_boot_paired, seed),
+                    "loa": loa_test,
                     "accuracy": compare_accuracy(correct_a, correct_b, patients, n_boot_paired, seed),
                 }
             )
@@ -327,14 +382,22 @@ def table1(
             {
                 "a": a_key,
                 "b": b_key,
-                "loa_lower": sum(t["loa"]["difference"] < 0 for t in tests),
+                "loa_lower": sum(t["loa"]["reported_difference"] < 0 for t in tests),
                 "loa_significantly_lower": sum(t["loa"]["ci"][1] < 0 and t["loa"]["p_value"] < 0.05 for t in tests),
-                "loa_difference_mean": float(np.mean([t["loa"]["difference"] for t in tests])),
+                "loa_difference_mean": float(np.mean([t["loa"]["reported_difference"] for t in tests])),
                 "accuracy_significantly_different": sum(t["accuracy"]["p_value"] < 0.05 for t in tests),
                 "accuracy_difference_mean": float(np.mean([t["accuracy"]["difference"] for t in tests])),
             }
         )
-    return {"seeds": seeds_out, "summary": summary, "n_boot": n_boot, "n_boot_paired": n_boot_paired}
+    return {
+        "seeds": seeds_out,
+        "summary": summary,
+        "n_boot": n_boot,
+        "n_boot_paired": n_boot_paired,
+        "reporting": reporting,
+        "loa_label": loa_label,
+        "icc_label": icc_label,
+    }
 
 
 def _pm(value: float | None, pm: float | None, digits: int = 3) -> str:
@@ -365,12 +428,14 @@ def _repeats_text(repeats: Mapping[str, Any] | None) -> str:
 def format_table1(table: Mapping[str, Any], title: str = "Table 1") -> str:
     """Markdown of :func:`table1`: per seed the four rows and the paired tests, then the summary over seeds."""
     labels = {v.key: f"{v.row} {v.label}" for v in VARIANTS}
+    reporting = table.get("reporting", "plugin")
+    _, loa_label, _, icc_label, _ = _check_reporting(reporting)
     lines = [f"# {title}", ""]
     for entry in table["seeds"]:
         lines += [f"## seed {entry['seed']}", "", _repeats_text(entry.get("repeats")), ""]
         lines += [
-            "| model | 95% LoA ↓ | accuracy | LoA (1.96 SD) | mean abs. diff. | disagreement | ICC | LoA / spread | "
-            "patients |",
+            f"| model | 95% {loa_label} ↓ | accuracy | LoA (1.96 SD) | mean abs. diff. | disagreement | {icc_label} | "
+            "LoA / spread | patients |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for v in VARIANTS:
@@ -382,13 +447,13 @@ def format_table1(table: Mapping[str, Any], title: str = "Table 1") -> str:
             )
         lines += [
             "",
-            "| paired test (a vs b) | ΔLoA [95% CI] | p | Δaccuracy [95% CI] | p |",
+            f"| paired test (a vs b) | Δ{loa_label} [95% CI] | p | Δaccuracy [95% CI] | p |",
             "|---|---|---|---|---|",
         ]
         for c in entry["comparisons"]:
             loa, acc = c["loa"], c["accuracy"]
             lines.append(
-                f"| {labels[c['a']]} vs {labels[c['b']]} | {loa['difference']:+.3f} "
+                f"| {labels[c['a']]} vs {labels[c['b']]} | {loa.get('reported_difference', loa['difference']):+.3f} "
                 f"[{loa['ci'][0]:+.3f}, {loa['ci'][1]:+.3f}] | {loa['p_value']:.3g} | {acc['difference']:+.3f} "
                 f"[{acc['ci'][0]:+.3f}, {acc['ci'][1]:+.3f}] | {acc['p_value']:.3g} |"
             )
@@ -396,7 +461,7 @@ def format_table1(table: Mapping[str, Any], title: str = "Table 1") -> str:
     summary = table["summary"]
     n = summary["n_seeds"]
     lines += [f"## summary over {n} seed(s) (mean ± SD over seeds)", ""]
-    lines += ["| model | 95% LoA ↓ | accuracy |", "|---|---|---|"]
+    lines += [f"| model | 95% {loa_label} ↓ | accuracy |", "|---|---|---|"]
     for v in VARIANTS:
         s = summary["rows"][v.key]
         lines.append(
@@ -414,7 +479,20 @@ def format_table1(table: Mapping[str, Any], title: str = "Table 1") -> str:
             f"{c['loa_difference_mean']:+.3f} | {c['accuracy_significantly_different']}/{n} | "
             f"{c['accuracy_difference_mean']:+.3f} |"
         )
+    if reporting == "paper":
+        form = (
+            "LoA and ICC in the paper's form, as its authors' code reports them: LoA the mean of the bootstrap "
+            "replicates, ICC(2,k) over the patients with exactly two images (the plug-in LoA and ICC(2,1) are in "
+            "table1.json as loa_plugin and icc_2_1; reporting='plugin' shows them)."
+        )
+    else:
+        form = (
+            "LoA and ICC in the plug-in form: LoA of the observed differences, ICC(2,1) (the paper's bootstrap-mean "
+            "LoA and ICC(2,k) are in table1.json as loa_boot_mean and icc_2k; reporting='paper' shows them)."
+        )
     lines += [
+        "",
+        form,
         "",
         f"LoA ± half its 95% CI from the bundle's report (bootstrap over patients, B = {table['n_boot']}); accuracy "
         f"± half its 95% CI (bootstrap over patients, B = {table['n_boot']}); paired tests: bootstrap over the "
@@ -436,6 +514,8 @@ def run_table1(
     n_boot: int = 500,
     n_boot_paired: int = 2000,
     overwrite: bool = False,
+    *,
+    reporting: str = "paper",
 ) -> dict[str, Any]:
     """Evaluate the four variants of each (cross-entropy, focal) checkpoint pair and write Table 1.
 
@@ -448,6 +528,7 @@ def run_table1(
         n_boot: bootstrap replicates of the CIs (passed to the bundle too).
         n_boot_paired: bootstrap replicates of the paired tests.
         overwrite: allow an ``output_dir`` that already holds results.
+        reporting: ``"paper"`` or ``"plugin"`` form of LoA and ICC (see :func:`table1`).
 
     Returns:
         the :func:`table1` dict, with ``"markdown"``.
@@ -456,6 +537,7 @@ def run_table1(
         ValueError: unequal numbers of checkpoints, or none.
         FileExistsError: ``output_dir`` holds results and ``overwrite`` is not set.
     """
+    _check_reporting(reporting)
     ce, focal = list(ce), list(focal)
     if not ce or len(ce) != len(focal):
         raise ValueError(f"give one focal checkpoint per cross-entropy checkpoint (got {len(ce)} and {len(focal)})")
@@ -478,7 +560,7 @@ def run_table1(
                     bundle, checkpoint, v.mc_dropout, out / v.key / f"seed{label}", settings, v.key, label
                 )
             )
-    table = table1(records, n_boot=n_boot, n_boot_paired=n_boot_paired)
+    table = table1(records, n_boot=n_boot, n_boot_paired=n_boot_paired, reporting=reporting)
     table["bundle"] = str(bundle_folder(bundle))
     table["overrides"] = to_jsonable(dict(overrides or {}))
     markdown = format_table1(table, title=f"Table 1: {Path(table['bundle']).name}")

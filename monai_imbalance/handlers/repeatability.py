@@ -20,10 +20,24 @@ if TYPE_CHECKING:
     from ignite.engine import Engine
     from torch.utils.tensorboard import SummaryWriter
 
-__all__ = ["RepeatabilityHandler"]
+__all__ = ["IMAGE_KEYS", "SCALAR_ENTRIES", "RepeatabilityHandler", "image_ids_from_batch"]
 
-#: report entries logged as TensorBoard scalars (``<tag_prefix>/<entry>``) when they are numbers
-SCALAR_ENTRIES = ("loa", "loa_sd", "loa_rel", "icc", "mean_abs_diff", "disagreement_rate")
+#: report entries logged as TensorBoard scalars (``<tag_prefix>/<entry>``) when they are numbers: the plug-in
+#: forms, then the paper's (bootstrap mean of LoA, ICC(2,k) of two-image units)
+SCALAR_ENTRIES = (
+    "loa",
+    "loa_sd",
+    "loa_rel",
+    "icc",
+    "mean_abs_diff",
+    "disagreement_rate",
+    "loa_boot_mean",
+    "icc_2k",
+)
+
+#: batch keys whose values, joined by ``/``, identify an image: the datalist id and, for simulated copies,
+#: the repeat index
+IMAGE_KEYS = ("id", "repeat_index")
 
 
 def _ids_from_batch(batch: Any, key: str, required: bool) -> list[Any] | None:
@@ -48,6 +62,32 @@ def _ids_from_batch(batch: Any, key: str, required: bool) -> list[Any] | None:
     return None
 
 
+def _image_file_names(batch: Any) -> list[Any] | None:
+    """``filename_or_obj`` of the batch's ``image`` MetaTensors (collated or decollated), if every item has one."""
+    items = [batch] if isinstance(batch, dict) else list(batch)
+    names: list[Any] = []
+    for item in items:
+        meta = getattr(item.get("image"), "meta", None) if isinstance(item, dict) else None
+        value = None if meta is None else meta.get("filename_or_obj")
+        if value is None:
+            return None
+        names.extend(value if isinstance(value, (list, tuple)) else [value])
+    return names
+
+
+def image_ids_from_batch(batch: Any, keys: Sequence[str]) -> list[str] | None:
+    """One id per image of ``engine.state.batch``: the values of the ``keys`` it carries, joined by ``/``.
+
+    Falls back to the images' file names (``image.meta["filename_or_obj"]``) when the batch carries none of
+    ``keys``; ``None`` when it has neither (the report then keeps the input order).
+    """
+    columns = [values for key in keys if (values := _ids_from_batch(batch, key, required=False)) is not None]
+    if not columns:
+        names = _image_file_names(batch)
+        return None if names is None else [str(n) for n in names]
+    return ["/".join(str(v.item() if hasattr(v, "item") else v) for v in parts) for parts in zip(*columns, strict=True)]
+
+
 class RepeatabilityHandler(IgniteMetricHandler):
     """Repeatability of an evaluator's continuous scores, as an ignite metric with report, plot and logging.
 
@@ -60,6 +100,9 @@ class RepeatabilityHandler(IgniteMetricHandler):
       any ``AsDiscreted``),
     - the ids from ``engine.state.batch`` under ``patient_key`` and ``visit_key`` (decollated or
       not). A missing ``visit_key`` means one visit per patient,
+    - the image ids under ``image_keys`` (default :data:`IMAGE_KEYS`: the datalist ``id`` and the
+      ``repeat_index`` of simulated copies, joined by ``/``; else the images' file names): the canonical
+      order of a unit's images, so that the report does not depend on the order of the datalist,
 
     and feeds :class:`~monai_imbalance.metrics.RepeatabilityMetric`. When the evaluator's epoch
     completes it aggregates over all ranks and, on rank 0:
@@ -86,6 +129,7 @@ class RepeatabilityHandler(IgniteMetricHandler):
             default ``from_engine(["pred"])``.
         patient_key: batch key of the patient ids.
         visit_key: batch key of the visit ids (``None``: ignore visits).
+        image_keys: batch keys identifying an image (see above); ``None`` or ``()``: keep the loader's order.
         metrics_file: the run's metrics JSON (``None``: don't write).
         figure_file: PNG path of the Bland-Altman plot (``None``: no PNG).
         summary_writer: TensorBoard ``SummaryWriter`` (e.g. the one given to MONAI's
@@ -106,6 +150,7 @@ class RepeatabilityHandler(IgniteMetricHandler):
         output_transform: Callable | None = None,
         patient_key: str = "patient_id",
         visit_key: str | None = "visit_id",
+        image_keys: Sequence[str] | None = IMAGE_KEYS,
         metrics_file: str | os.PathLike | None = None,
         figure_file: str | os.PathLike | None = None,
         summary_writer: SummaryWriter | None = None,
@@ -119,6 +164,7 @@ class RepeatabilityHandler(IgniteMetricHandler):
         super().__init__(metric_fn=metric, output_transform=output_transform, save_details=False)
         self.patient_key = patient_key
         self.visit_key = visit_key
+        self.image_keys = tuple(image_keys or ())
         self.metrics_file = None if metrics_file is None else Path(metrics_file)
         self.figure_file = None if figure_file is None else Path(figure_file)
         self.summary_writer = summary_writer
@@ -136,7 +182,8 @@ class RepeatabilityHandler(IgniteMetricHandler):
         visit_ids = (
             None if self.visit_key is None else _ids_from_batch(engine.state.batch, self.visit_key, required=False)
         )
-        self.metric_fn(y_pred, patient_ids=patient_ids, visit_ids=visit_ids)
+        image_ids = image_ids_from_batch(engine.state.batch, self.image_keys) if self.image_keys else None
+        self.metric_fn(y_pred, patient_ids=patient_ids, visit_ids=visit_ids, image_ids=image_ids)
 
     def update(self, output: Sequence[Any]) -> None:
         """Not used: the ids come from ``engine.state.batch``, see :meth:`iteration_completed`."""

@@ -1,16 +1,22 @@
 """Repeatability of a classifier's continuous score across repeat images of the same patient and visit.
 
-Definitions (focal-loss repeatability paper and its line of work; ``../shared/papers/NOTES.md`` §1):
+Definitions (focal-loss repeatability paper and its line of work; ``docs/papers.md`` has the papers and the
+limits-of-agreement definitions side by side):
 
 - Continuous score of a K-class softmax output :math:`p \\in \\Delta^{K-1}`: the expected class
   index :math:`s = \\sum_{k=0}^{K-1} k\\,p_k \\in [0, K-1]`; for a binary (one-channel sigmoid)
   output :math:`s = p`, so ``K = 2`` and the score range is ``K - 1 = 1`` in both cases.
 - A *unit* is one patient at one visit (one patient if no visit ids are given). For every unit
-  ``u`` with :math:`n_u \\ge 2` images, with scores :math:`s_1..s_{n_u}` in the order the images
-  were seen, :math:`d_u` is the signed pairwise difference :math:`s_i - s_j` (``i < j``) of
-  largest magnitude (``|d_u| = max - min``; positive when the largest score came first; ties go
-  to the first such pair) and :math:`m_u` is the mean score. Units with one image are skipped
-  and counted (``n_skipped``).
+  ``u`` with :math:`n_u \\ge 2` images, with scores :math:`s_1..s_{n_u}` in the unit's **canonical
+  order** (sorted by image id, see below), :math:`d_u` is the signed pairwise difference
+  :math:`s_i - s_j` (``i < j``) of largest magnitude (``|d_u| = max - min``; positive when the
+  largest score came first; ties go to the first such pair) and :math:`m_u` is the mean score.
+  Units with one image are skipped and counted (``n_skipped``).
+- Canonical order. The sign of :math:`d_u` depends on which image of the unit comes first, and so
+  do LoA, its CI and the ICC. With ``image_ids`` (an image path or datalist id per image; the
+  repeatability handler passes the items' ``id`` and ``repeat_index``) the images of a unit are
+  sorted by id (as strings) and the units by (patient, visit), so any permutation of the input
+  gives the same report. Without ``image_ids`` the order of the input is used.
 - 95% limits of agreement as a half-width normalised by the score range:
   :math:`LoA = (P_{97.5}(d) - P_{2.5}(d)) / (2 (K-1))` (percentiles with numpy's default linear
   interpolation); the parametric twin :math:`LoA_{SD} = 1.96\\,SD(d) / (K-1)` (``SD`` with
@@ -18,10 +24,26 @@ Definitions (focal-loss repeatability paper and its line of work; ``../shared/pa
 - Confidence intervals: percentile bootstrap over **patients** (all units of a drawn patient
   enter together, so several visits of one patient are not treated as independent), ``n_boot``
   replicates, reported as the 2.5/97.5 percentiles and ``*_pm`` = half their distance (the
-  paper's "mean ± 95% CI").
+  paper's "mean ± 95% CI"). With fewer than :data:`MIN_PATIENTS` distinct patients the report
+  warns: such a CI (and the LoA itself) means nothing; one patient gives LoA 0 with CI [0, 0].
 - ``mean_abs_diff`` :math:`= \\overline{|d|}` and ``mean_diff`` :math:`= \\bar d` in score units
   (not normalised); ``disagreement_rate``: share of units whose images get more than one
   predicted class.
+
+Two ways of reporting, both in every report:
+
+- *plug-in* (``loa``, ``icc``): the LoA of the observed differences, with the bootstrap CI around
+  it, and ICC(2,1) of the first ``k`` images of every unit (``k`` the smallest repeat count).
+- *paper* (``loa_boot_mean``, ``icc_2k``): what the authors' reporting code prints: the **mean of
+  the bootstrap replicates** of LoA (with the same percentile CI), of the mean absolute difference
+  (``mean_abs_diff_boot_mean``) and of the disagreement rate (``disagreement_rate_boot_mean``),
+  and **ICC(2,k)** (average of ``k = 2`` measurements) over the units with exactly two images
+  (``icc_2k_units`` of them; columns: first and second image in canonical order). The bootstrap
+  mean of a percentile range usually lies below the plug-in value (a resample repeats some
+  units and misses others, which narrows its extreme percentiles), and ICC(2,k), the reliability of
+  the mean of two images, lies above ICC(2,1): compare a number with the paper's only in the
+  paper's form. The authors redraw all ``B``
+  replicates until a Shapiro-Wilk test finds them normal; this report draws once.
 
 Why ICC and a relative LoA too. A less confident model pulls every score toward the middle of
 the range: all :math:`d_u` shrink, and so does LoA, without the model telling patients apart any
@@ -39,8 +61,9 @@ does not rise; :func:`compare_repeatability` tests the LoA difference with a pai
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -48,12 +71,16 @@ from monai.metrics import CumulativeIterationMetric
 from monai.metrics.metric import IterationMetric
 
 __all__ = [
+    "MIN_PATIENTS",
     "RepeatabilityMetric",
     "compare_repeatability",
     "continuous_score",
     "intraclass_correlation",
     "repeatability_report",
 ]
+
+#: fewer distinct patients than this and :func:`repeatability_report` warns that its CI means nothing
+MIN_PATIENTS = 5
 
 _PROB_ATOL = 1e-3
 _COMPARABLE = ("loa", "loa_sd", "mean_abs_diff")
@@ -98,8 +125,10 @@ def continuous_score(probs: torch.Tensor | np.ndarray, atol: float = _PROB_ATOL)
     return p @ k
 
 
-def intraclass_correlation(ratings: np.ndarray | Sequence[Sequence[float]]) -> float:
-    """ICC(2,1): two-way random effects, absolute agreement, single measurement (Shrout & Fleiss 1979).
+def intraclass_correlation(
+    ratings: np.ndarray | Sequence[Sequence[float]], *, form: Literal["single", "average"] = "single"
+) -> float:
+    """ICC(2,1) or ICC(2,k): two-way random effects, absolute agreement (Shrout & Fleiss 1979).
 
     With ``n`` targets (rows: patients) rated by ``k`` raters (columns: repeat images),
     row means :math:`\\bar x_{i\\cdot}`, column means :math:`\\bar x_{\\cdot j}`, grand mean :math:`\\bar x`:
@@ -110,13 +139,24 @@ def intraclass_correlation(ratings: np.ndarray | Sequence[Sequence[float]]) -> f
         MS_C = \\tfrac{n}{k-1} \\sum_j (\\bar x_{\\cdot j} - \\bar x)^2, \\quad
         MS_E = \\tfrac{1}{(n-1)(k-1)} \\sum_{ij} (x_{ij} - \\bar x_{i\\cdot} - \\bar x_{\\cdot j} + \\bar x)^2
 
-        ICC(2,1) = \\frac{MS_R - MS_E}{MS_R + (k-1) MS_E + k (MS_C - MS_E) / n}
+        ICC(2,1) = \\frac{MS_R - MS_E}{MS_R + (k-1) MS_E + k (MS_C - MS_E) / n}, \\quad
+        ICC(2,k) = \\frac{MS_R - MS_E}{MS_R + (MS_C - MS_E) / n}
+
+    ICC(2,1) is the reliability of one image, ICC(2,k) that of the mean of ``k`` images (pingouin's
+    ``ICC2`` and ``ICC2k``; the repeatability authors report ``ICC2k``).
+
+    Args:
+        ratings: ``(n, k)`` array.
+        form: ``"single"`` for ICC(2,1), ``"average"`` for ICC(2,k).
 
     Returns ``nan`` when the denominator is 0 (all ratings equal).
 
     Raises:
-        ValueError: not a 2-D array with ``n >= 2`` rows and ``k >= 2`` columns, or non-finite values.
+        ValueError: not a 2-D array with ``n >= 2`` rows and ``k >= 2`` columns, non-finite values, or an
+            unknown ``form``.
     """
+    if form not in ("single", "average"):
+        raise ValueError(f"form must be 'single' (ICC(2,1)) or 'average' (ICC(2,k)), got {form!r}")
     x = np.asarray(ratings, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] < 2:
         raise ValueError(f"ratings must be a (targets, raters) array with at least 2 of each, got shape {x.shape}")
@@ -129,7 +169,8 @@ def intraclass_correlation(ratings: np.ndarray | Sequence[Sequence[float]]) -> f
     ms_r = k * np.sum((row - grand) ** 2) / (n - 1)
     ms_c = n * np.sum((col - grand) ** 2) / (k - 1)
     ms_e = np.sum((x - row[:, None] - col[None, :] + grand) ** 2) / ((n - 1) * (k - 1))
-    denominator = ms_r + (k - 1) * ms_e + k * (ms_c - ms_e) / n
+    single = ms_r + (k - 1) * ms_e + k * (ms_c - ms_e) / n
+    denominator = single if form == "single" else ms_r + (ms_c - ms_e) / n
     if denominator == 0:
         return float("nan")
     return float((ms_r - ms_e) / denominator)
@@ -217,6 +258,33 @@ def _percentile_interval(values: np.ndarray) -> list[float]:
     return [float(lo), float(hi)]
 
 
+def _canonical_units(
+    pids: list[str], vids: list[str] | None, image_keys: list[str] | None
+) -> list[tuple[tuple[str, str | None], list[int]]]:
+    """Units ``((patient, visit), image indices)`` sorted by (patient, visit); images sorted by ``image_keys``.
+
+    Raises:
+        ValueError: two images of one unit with the same key (their order would be arbitrary).
+    """
+    units: dict[tuple[str, str | None], list[int]] = {}
+    for i, pid in enumerate(pids):
+        units.setdefault((pid, None if vids is None else vids[i]), []).append(i)
+    ordered = sorted(units.items(), key=lambda item: (item[0][0], "" if item[0][1] is None else item[0][1]))
+    if image_keys is None:
+        return ordered
+    for (pid, vid), idx in ordered:
+        idx.sort(key=lambda i: image_keys[i])
+        keys = [image_keys[i] for i in idx]
+        duplicated = sorted({key for key in keys if keys.count(key) > 1})
+        if duplicated:
+            where = f"patient {pid!r}" + ("" if vid is None else f", visit {vid!r}")
+            raise ValueError(
+                f"image_ids must be unique within a unit, got {duplicated} twice or more for {where}; give every "
+                "image its own id (its path, or the datalist id plus the repeat index of simulated copies)"
+            )
+    return ordered
+
+
 def repeatability_report(
     scores: Sequence[float] | np.ndarray | torch.Tensor,
     patient_ids: Sequence[Any],
@@ -225,6 +293,8 @@ def repeatability_report(
     n_boot: int = 500,
     seed: int = 0,
     visit_ids: Sequence[Any] | None = None,
+    *,
+    image_ids: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
     """Bland-Altman repeatability of continuous scores over repeat images (definitions in the module docstring).
 
@@ -233,25 +303,39 @@ def repeatability_report(
         patient_ids: ``N`` patient ids (any scalars; compared as strings).
         num_classes: ``K`` (2 for a binary model); the score range is ``K - 1``.
         predictions: optional ``(N,)`` predicted classes, for ``disagreement_rate``.
-        n_boot: bootstrap replicates over patients (0 to skip the intervals).
+        n_boot: bootstrap replicates over patients (0 to skip the intervals and the bootstrap means).
         seed: seed of the bootstrap (numpy ``default_rng``); equal seeds give equal intervals.
         visit_ids: optional ``N`` visit ids; repeats are then images of the same patient AND visit.
+        image_ids: optional ``N`` image ids (paths or datalist ids, compared as strings, unique within a
+            unit): the canonical order of a unit's images, which makes the report independent of the input
+            order. Without them the input order is used.
 
     Returns:
-        a JSON-ready dict with ``loa``, ``loa_ci`` ([lo, hi]), ``loa_pm``, ``loa_sd``, ``loa_sd_ci``,
-        ``loa_sd_pm``, ``mean_diff``, ``mean_abs_diff``, ``diff_percentiles`` ([P2.5, P97.5] of d,
-        score units), ``icc``, ``icc_images`` (images per unit used for the ICC: the first ``k``
-        of each unit, ``k`` = the smallest repeat count, because ICC(2,1) needs a full table),
-        ``between_patient_sd``, ``loa_rel``, ``disagreement_rate`` (``None`` without predictions),
-        ``n_patients`` (units with repeats), ``n_patients_distinct``, ``n_skipped`` (units with
-        one image), ``n_images`` (images in units with repeats), ``num_classes``, ``n_boot``,
-        ``seed`` and ``per_patient`` (``patient_id``, ``visit_id``, ``n_images``, ``mean_score``,
-        ``difference``: one entry per unit, what :func:`compare_repeatability` and the
-        Bland-Altman plot read).
+        a JSON-ready dict with
+
+        - plug-in form: ``loa``, ``loa_ci`` ([lo, hi]), ``loa_pm``, ``loa_sd``, ``loa_sd_ci``, ``loa_sd_pm``,
+          ``icc`` (ICC(2,1)), ``icc_images`` (images per unit used for it: the first ``k`` of each unit in
+          canonical order, ``k`` = the smallest repeat count, because ICC(2,1) needs a full table);
+        - paper form (the authors' reporting code): ``loa_boot_mean`` (mean of the bootstrap LoA replicates;
+          its CI is ``loa_ci``), ``mean_abs_diff_boot_mean``, ``disagreement_rate_boot_mean`` (``None``
+          without predictions or bootstrap), ``icc_2k`` (ICC(2,k) over the units with exactly two images,
+          ``nan`` with fewer than two such units) and ``icc_2k_units``;
+        - ``mean_diff``, ``mean_abs_diff``, ``diff_percentiles`` ([P2.5, P97.5] of d, score units),
+          ``between_patient_sd``, ``loa_rel``, ``disagreement_rate`` (``None`` without predictions),
+          ``n_patients`` (units with repeats), ``n_patients_distinct``, ``n_skipped`` (units with one image),
+          ``n_images`` (images in units with repeats), ``num_classes``, ``n_boot``, ``seed``,
+          ``image_order`` (``"image_ids"`` or ``"input"``), ``warnings`` (list of strings, also issued
+          with :func:`warnings.warn`) and ``per_patient`` (``patient_id``, ``visit_id``, ``n_images``,
+          ``mean_score``, ``difference``: one entry per unit, sorted by patient and visit, what
+          :func:`compare_repeatability` and the Bland-Altman plot read).
 
     Raises:
         ValueError: mismatched lengths, scores outside the range or not finite, ``num_classes < 2``,
-            or no unit with more than one image.
+            no unit with more than one image, or an image id repeated within a unit.
+
+    Warns:
+        UserWarning: fewer than :data:`MIN_PATIENTS` distinct patients with repeats (the LoA and its CI
+            mean nothing).
     """
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
         raise ValueError(f"num_classes must be an integer >= 2 (2 for a binary model), got {num_classes!r}")
@@ -265,6 +349,9 @@ def repeatability_report(
     vids = None if visit_ids is None else _to_id_list(visit_ids, "visit_ids")
     if vids is not None and len(vids) != len(s):
         raise ValueError(f"got {len(s)} scores but {len(vids)} visit_ids")
+    image_keys = None if image_ids is None else _to_id_list(image_ids, "image_ids")
+    if image_keys is not None and len(image_keys) != len(s):
+        raise ValueError(f"got {len(s)} scores but {len(image_keys)} image_ids")
     if not np.isfinite(s).all():
         raise ValueError("scores must be finite")
     if len(s) and (s.min() < -_PROB_ATOL or s.max() > range_ + _PROB_ATOL):
@@ -278,10 +365,8 @@ def repeatability_report(
         if len(preds) != len(s):
             raise ValueError(f"got {len(s)} scores but {len(preds)} predictions")
 
-    units: dict[tuple[str, str | None], list[int]] = {}
-    for i, pid in enumerate(pids):
-        units.setdefault((pid, None if vids is None else vids[i]), []).append(i)
-    repeat_units = [(key, idx) for key, idx in units.items() if len(idx) > 1]
+    units = _canonical_units(pids, vids, image_keys)
+    repeat_units = [(key, idx) for key, idx in units if len(idx) > 1]
     n_skipped = len(units) - len(repeat_units)
     if not repeat_units:
         raise ValueError(
@@ -294,6 +379,16 @@ def repeatability_report(
     m = np.array([s[idx].mean() for _, idx in repeat_units])
     counts = np.array([len(idx) for _, idx in repeat_units])
     unit_patients = [key[0] for key, _ in repeat_units]
+    n_distinct = len(set(unit_patients))
+    disagree = None if preds is None else np.array([len(set(preds[idx].tolist())) > 1 for _, idx in repeat_units])
+
+    report_warnings = []
+    if n_distinct < MIN_PATIENTS:
+        report_warnings.append(
+            f"repeatability report on {n_distinct} patient(s) with repeat images, fewer than {MIN_PATIENTS}: its LoA "
+            "and the bootstrap CI over patients mean nothing (one patient gives LoA 0 with CI [0, 0]); evaluate "
+            "more patients"
+        )
 
     k_icc = int(counts.min())
     icc = (
@@ -301,6 +396,8 @@ def repeatability_report(
         if len(repeat_units) > 1
         else float("nan")
     )
+    pairs = [idx for _, idx in repeat_units if len(idx) == 2]
+    icc_2k = intraclass_correlation(s[np.array(pairs)], form="average") if len(pairs) > 1 else float("nan")
     between_sd = float(np.std(m, ddof=1)) if len(m) > 1 else float("nan")
     half_width = float(np.diff(np.percentile(d, [2.5, 97.5]))[0] / 2.0)
     loa_rel = half_width / between_sd if between_sd > 0 else float("nan")
@@ -308,36 +405,51 @@ def repeatability_report(
     report: dict[str, Any] = {
         "num_classes": int(num_classes),
         "loa": _loa(d, range_),
+        "loa_boot_mean": None,
         "loa_sd": _loa_sd(d, range_),
         "mean_diff": float(d.mean()),
         "mean_abs_diff": float(np.abs(d).mean()),
+        "mean_abs_diff_boot_mean": None,
         "diff_percentiles": [float(v) for v in np.percentile(d, [2.5, 97.5])],
         "icc": icc,
         "icc_images": k_icc,
+        "icc_2k": icc_2k,
+        "icc_2k_units": len(pairs),
         "between_patient_sd": between_sd,
         "loa_rel": loa_rel,
-        "disagreement_rate": None,
+        "disagreement_rate": None if disagree is None else float(disagree.mean()),
+        "disagreement_rate_boot_mean": None,
         "n_patients": len(repeat_units),
-        "n_patients_distinct": len(set(unit_patients)),
+        "n_patients_distinct": n_distinct,
         "n_skipped": n_skipped,
         "n_images": int(counts.sum()),
         "n_boot": int(n_boot),
         "seed": int(seed),
+        "image_order": "input" if image_keys is None else "image_ids",
+        "warnings": report_warnings,
     }
-    if preds is not None:
-        report["disagreement_rate"] = float(np.mean([len(set(preds[idx].tolist())) > 1 for _, idx in repeat_units]))
 
     if n_boot > 0:
         draw = _cluster_sampler(unit_patients)
         rng = np.random.default_rng(seed)
-        boot = np.empty((n_boot, 2))
+        boot = np.empty((n_boot, 4))
         for b in range(n_boot):
-            db = d[draw(rng)]
-            boot[b] = (_loa(db, range_), _loa_sd(db, range_))
+            picked = draw(rng)
+            db = d[picked]
+            boot[b] = (
+                _loa(db, range_),
+                _loa_sd(db, range_),
+                np.abs(db).mean(),
+                np.nan if disagree is None else disagree[picked].mean(),
+            )
         for j, key in enumerate(("loa", "loa_sd")):
             interval = _percentile_interval(boot[:, j])
             report[f"{key}_ci"] = interval
             report[f"{key}_pm"] = (interval[1] - interval[0]) / 2.0
+        report["loa_boot_mean"] = float(boot[:, 0].mean())
+        report["mean_abs_diff_boot_mean"] = float(boot[:, 2].mean())
+        if disagree is not None:
+            report["disagreement_rate_boot_mean"] = float(boot[:, 3].mean())
     else:
         for key in ("loa", "loa_sd"):
             report[f"{key}_ci"] = None
@@ -350,6 +462,8 @@ def repeatability_report(
         "mean_score": m.tolist(),
         "difference": d.tolist(),
     }
+    for message in report_warnings:
+        warnings.warn(message, UserWarning, stacklevel=2)
     return report
 
 
@@ -380,8 +494,9 @@ def compare_repeatability(
 
     Returns:
         dict with ``metric``, ``a`` and ``b`` (the metric on the shared units), ``difference``
-        (``a - b``; negative: model a has narrower limits), ``ci`` (2.5/97.5 percentiles of
-        :math:`\\Delta^*`), ``p_value`` (two-sided bootstrap p-value ``min(1, 2 min(P_le, P_ge))`` with
+        (``a - b``; negative: model a has narrower limits), ``difference_boot_mean`` (the mean of
+        :math:`\\Delta^*`, the paper-form difference), ``ci`` (2.5/97.5 percentiles of :math:`\\Delta^*`),
+        ``p_value`` (two-sided bootstrap p-value ``min(1, 2 min(P_le, P_ge))`` with
         ``P_le = (1 + #{Delta* <= 0}) / (B + 1)`` and ``P_ge`` likewise for ``>= 0``),
         ``n_patients`` (shared units), ``n_patients_distinct``, ``n_boot`` and ``seed``.
         "Model a has a significantly lower LoA" at the 5% level means ``ci[1] < 0``.
@@ -427,6 +542,7 @@ def compare_repeatability(
         "a": a,
         "b": b,
         "difference": a - b,
+        "difference_boot_mean": float(finite.mean()) if n else float("nan"),
         "ci": _percentile_interval(deltas),
         "p_value": float(p_value),
         "n_patients": len(shared),
@@ -463,13 +579,15 @@ class RepeatabilityMetric(CumulativeIterationMetric):
         metric = RepeatabilityMetric()
         for batch in loader:
             probs = inferer(batch["image"], net)  # e.g. MCDropoutInferer: probabilities
-            metric(probs, patient_ids=batch["patient_id"], visit_ids=batch["visit_id"])
+            metric(probs, patient_ids=batch["patient_id"], visit_ids=batch["visit_id"], image_ids=batch["id"])
         report = metric.aggregate()  # dict of repeatability_report
         metric.reset()
 
     Scores are :func:`continuous_score` of ``y_pred``; predicted classes are its argmax (``K >= 2``)
     or ``p >= threshold`` (``K = 1``), unless ``predictions`` are passed. ``y`` (labels) is accepted
-    for MONAI's ``(y_pred, y)`` convention and ignored.
+    for MONAI's ``(y_pred, y)`` convention and ignored. ``image_ids`` (given for every batch or for
+    none) set the canonical order of a unit's images, so that the report does not depend on the
+    order of the data loader (see :func:`repeatability_report`).
 
     Distributed: scores and predictions are gathered with MONAI's ``Cumulative`` buffers
     (``evenly_divisible_all_gather``); the string ids with ``torch.distributed.all_gather_object``,
@@ -491,7 +609,9 @@ class RepeatabilityMetric(CumulativeIterationMetric):
             raise ValueError(f"num_classes must be >= 2 or None, got {num_classes!r}")
         self._patient_ids: list[str] = []
         self._visit_ids: list[str] = []
+        self._image_ids: list[str] = []
         self._has_visits: bool | None = None
+        self._has_image_ids: bool | None = None
         self._channels: int | None = None
         super().__init__()
         self.num_classes = num_classes
@@ -503,7 +623,9 @@ class RepeatabilityMetric(CumulativeIterationMetric):
         super().reset()
         self._patient_ids = []
         self._visit_ids = []
+        self._image_ids = []
         self._has_visits = None
+        self._has_image_ids = None
         self._channels = None
 
     def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor | None = None) -> list[torch.Tensor]:
@@ -524,12 +646,13 @@ class RepeatabilityMetric(CumulativeIterationMetric):
         patient_ids: Sequence[Any] | None = None,
         visit_ids: Sequence[Any] | None = None,
         predictions: Sequence[int] | torch.Tensor | None = None,
+        image_ids: Sequence[Any] | None = None,
     ) -> torch.Tensor:
         """Add one batch; returns its ``(B,)`` scores.
 
         Raises:
-            ValueError: missing ``patient_ids``, ids or predictions of the wrong length, visit ids
-                given in some batches only, or a change in the number of channels.
+            ValueError: missing ``patient_ids``, ids or predictions of the wrong length, visit or image
+                ids given in some batches only, or a change in the number of channels.
         """
         if patient_ids is None:
             raise ValueError(
@@ -553,6 +676,13 @@ class RepeatabilityMetric(CumulativeIterationMetric):
         vids = _to_id_list(visit_ids, "visit_ids") if has_visits else []
         if has_visits and len(vids) != n:
             raise ValueError(f"got {n} predictions but {len(vids)} visit_ids")
+        has_image_ids = image_ids is not None
+        if self._has_image_ids is not None and has_image_ids != self._has_image_ids:
+            raise ValueError("image_ids must be given for every batch or for none")
+        self._has_image_ids = has_image_ids
+        iids = _to_id_list(image_ids, "image_ids") if has_image_ids else []
+        if has_image_ids and len(iids) != n:
+            raise ValueError(f"got {n} predictions but {len(iids)} image_ids")
         if predictions is not None:
             predicted = torch.as_tensor(_to_1d(predictions, "predictions", dtype=np.int64))
             if len(predicted) != n:
@@ -560,6 +690,7 @@ class RepeatabilityMetric(CumulativeIterationMetric):
         self.extend(scores, predicted.to(scores.device))
         self._patient_ids.extend(pids)
         self._visit_ids.extend(vids)
+        self._image_ids.extend(iids)
         return scores
 
     def aggregate(self) -> dict[str, Any]:  # type: ignore[override]
@@ -570,6 +701,7 @@ class RepeatabilityMetric(CumulativeIterationMetric):
         buffers = self.get_buffer()
         patient_ids = _all_gather_list(self._patient_ids)
         visit_ids = _all_gather_list(self._visit_ids) if self._has_visits else None
+        image_ids = _all_gather_list(self._image_ids) if self._has_image_ids else None
         channels = _all_gather_list([self._channels] if self._channels is not None else [])
         if buffers is None or not patient_ids:
             raise ValueError("RepeatabilityMetric has no data to aggregate: call it on at least one batch first")
@@ -588,4 +720,5 @@ class RepeatabilityMetric(CumulativeIterationMetric):
             n_boot=self.n_boot,
             seed=self.seed,
             visit_ids=visit_ids,
+            image_ids=image_ids,
         )
