@@ -20,7 +20,10 @@ COUNTS = [60, 25, 5]
 # name -> (constructor, keyword arguments); every loss takes softmax logits with C = 3 and a label map
 LOSSES = {
     "CrossEntropyLoss": (losses.CrossEntropyLoss, {"weight": [1.0, 2.0, 3.0]}),
-    "FocalLoss": (losses.FocalLoss, {"gamma": 2.0, "alpha": [0.2, 0.3, 0.5], "weight": [1.0, 2.0, 3.0]}),
+    "FocalLoss": (
+        losses.FocalLoss,
+        {"gamma": 2.0, "alpha": [0.2, 0.3, 0.5], "weight": [1.0, 2.0, 3.0], "sigmoid": False},
+    ),
     "LDAMLoss": (losses.LDAMLoss, {"cls_num_list": COUNTS, "weight": [1.0, 2.0, 3.0]}),
     "LMFLoss": (losses.LMFLoss, {"cls_num_list": COUNTS}),
     "ComboLoss": (losses.ComboLoss, {"softmax": True, "weight": [1.0, 2.0, 3.0]}),
@@ -144,5 +147,5 @@ def test_everything_listed_is_importable():
     for name in losses.__all__:
         assert getattr(losses, name) is not None
     assert set(losses.LOSS_NAMES) == {
-        "ce", "focal", "ldam", "lmf", "dice", "jaccard", "tversky", "focal_tversky", "combo", "all"
+        "ce", "focal", "ldam", "lmf", "lmf_official", "dice", "jaccard", "tversky", "focal_tversky", "combo", "all"
     }  # fmt: skip

@@ -38,8 +38,8 @@ def test_segmentation_label_map_and_ignore_index():
     ours = cross_entropy_loss(logits, labels.unsqueeze(1).float(), ignore_index=-100)
     assert ours.item() == pytest.approx(F.cross_entropy(logits, labels).item(), abs=1e-6)
     onehot = F.one_hot(labels.clamp_min(0), 3).permute(0, 3, 1, 2).float()
-    onehot[1, :, :2] = 0.0  # an all-zero target row is not counted
-    assert cross_entropy_loss(logits, onehot).item() == pytest.approx(F.cross_entropy(logits, labels).item(), abs=1e-6)
+    onehot[1, :, :2] = 0.0  # an all-zero target row adds nothing but is counted, as in F.cross_entropy
+    assert cross_entropy_loss(logits, onehot).item() == pytest.approx(F.cross_entropy(logits, onehot).item(), abs=1e-6)
 
 
 def test_sigmoid_is_bce_with_logits():
@@ -82,3 +82,33 @@ def test_errors():
         CrossEntropyLoss(weight=[1.0, -2.0])
     with pytest.raises(ValueError, match="at least 2 channels"):
         cross_entropy_loss(torch.randn(2, 1), torch.tensor([1, 0]))
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("form", ["index", "one_hot", "probability"])
+@pytest.mark.parametrize("shape", [(9, 4), (2, 4, 3, 5)])
+def test_every_target_form_equals_torch_cross_entropy(form, weighted, reduction, shape):
+    """Identical to ``F.cross_entropy`` given the same target: class indices (weighted 'mean' divided by the summed
+    weights), or one-hot / probabilities (weighted 'mean' divided by the element count), value and gradient."""
+    gen = torch.Generator().manual_seed(5)
+    logits = torch.randn(*shape, generator=gen, dtype=torch.float64, requires_grad=True)
+    labels = torch.randint(0, 4, (shape[0], *shape[2:]), generator=gen)
+    weight = torch.tensor([0.3, 1.0, 2.5, 0.7], dtype=torch.float64) if weighted else None
+    if form == "index":
+        target = labels
+    elif form == "one_hot":
+        target = F.one_hot(labels, 4).movedim(-1, 1).double()
+    else:
+        target = torch.softmax(torch.randn(*shape, generator=gen, dtype=torch.float64), dim=1)
+    ours = cross_entropy_loss(logits, target, weight, reduction=reduction)
+    expected = F.cross_entropy(logits, target, weight=weight, reduction=reduction)
+    torch.testing.assert_close(ours.double(), expected)
+    (g_ours,) = torch.autograd.grad(ours.sum(), logits)
+    (g_torch,) = torch.autograd.grad(expected.sum(), logits)
+    torch.testing.assert_close(g_ours, g_torch)
+
+
+def test_probability_targets_outside_the_unit_interval_are_refused():
+    with pytest.raises(ValueError, match=r"values in \[0, 1\]"):
+        cross_entropy_loss(torch.randn(2, 3), torch.tensor([[0.0, 255.0, 0.0], [1.0, 0.0, 0.0]]))

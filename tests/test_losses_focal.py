@@ -91,11 +91,16 @@ def test_gamma_zero_equals_cross_entropy(shape):
 
 
 def test_dense_one_hot_target_equals_labels(batch):
+    """Without class weights a one-hot target gives the class indices' value; with them 'mean' divides by the
+    element count (F.cross_entropy's probability-target rule) instead of the summed weights."""
     logits, labels = batch
     onehot = F.one_hot(labels, 4).float()
+    weight = torch.tensor([1.0, 2.0, 3.0, 4.0])
     for gamma in (0.0, 2.0):
-        kwargs = {"gamma": gamma, "alpha": [0.1, 0.2, 0.3, 0.4], "weight": [1.0, 2.0, 3.0, 4.0]}
+        kwargs = {"gamma": gamma, "alpha": [0.1, 0.2, 0.3, 0.4]}
         torch.testing.assert_close(focal_loss(logits, onehot, **kwargs), focal_loss(logits, labels, **kwargs))
+        summed = focal_loss(logits, labels, weight=weight, reduction="sum", **kwargs)
+        torch.testing.assert_close(focal_loss(logits, onehot, weight=weight, **kwargs), summed / len(labels))
     # soft targets: -sum_c t_c (1 - p_c)^g log p_c, mean over samples without weights
     soft = torch.softmax(torch.randn(12, 4), dim=1)
     logp = torch.log_softmax(logits, 1)
@@ -210,7 +215,7 @@ def test_gradient_finite_for_small_gamma_at_certain_predictions(sigmoid):
 
 
 def test_module_buffers_follow_the_module_and_repr():
-    loss = FocalLoss(gamma=1.0, alpha=[0.2, 0.8], weight=[1.0, 3.0])
+    loss = FocalLoss(gamma=1.0, alpha=[0.2, 0.8], weight=[1.0, 3.0], sigmoid=False)
     assert set(dict(loss.named_buffers())) == {"weight", "alpha_vector"}
     loss = loss.double()
     assert loss.weight.dtype == torch.float64
@@ -233,7 +238,7 @@ def test_module_buffers_follow_the_module_and_repr():
 )
 def test_bad_constructor_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        FocalLoss(**kwargs)
+        FocalLoss(**{"sigmoid": False, **kwargs})
 
 
 @pytest.mark.parametrize(
@@ -249,7 +254,7 @@ def test_bad_constructor_arguments(kwargs, match):
 )
 def test_bad_inputs_raise_value_error(kwargs, in_shape, target, match):
     with pytest.raises(ValueError, match=match):
-        FocalLoss(**kwargs)(torch.randn(*in_shape), target)
+        FocalLoss(sigmoid=False, **kwargs)(torch.randn(*in_shape), target)
 
 
 def test_labels_out_of_range_and_bad_types():
@@ -264,3 +269,24 @@ def test_labels_out_of_range_and_bad_types():
         focal_loss(torch.ones(4, 3, dtype=torch.long), torch.tensor([0, 1, 2, 1]))
     with pytest.raises(TypeError, match=r"target must be a torch\.Tensor"):
         focal_loss(logits, [0, 1, 2, 1])
+
+
+def test_sigmoid_soft_targets_follow_monai_semantics():
+    """Documented choice: for soft targets the modulating factor is MONAI's sigmoid(x (1 - 2t))^gamma, and alpha_t =
+    alpha t + (1 - alpha)(1 - t); equal to MONAI's sigmoid_focal_loss, unlike torchvision's 1 - p_t."""
+    from monai.losses.focal_loss import sigmoid_focal_loss as monai_sigmoid_focal_loss
+
+    gen = torch.Generator().manual_seed(11)
+    logits = torch.randn(3, 2, 4, 4, generator=gen, dtype=torch.float64) * 3
+    soft = torch.rand(3, 2, 4, 4, generator=gen, dtype=torch.float64)
+    ours = sigmoid_focal_loss(logits, soft, gamma=2.0, alpha=0.25, reduction="none")
+    torch.testing.assert_close(ours, monai_sigmoid_focal_loss(logits, soft, gamma=2.0, alpha=0.25))
+    # torchvision's factor differs for soft targets (and agrees for binary ones)
+    p = torch.sigmoid(logits)
+    torchvision_factor = (1 - (p * soft + (1 - p) * (1 - soft))) ** 2
+    ours_factor = torch.sigmoid(logits * (1 - 2 * soft)) ** 2
+    assert not torch.allclose(ours_factor, torchvision_factor)
+    binary = (soft > 0.5).double()
+    torch.testing.assert_close(
+        torch.sigmoid(logits * (1 - 2 * binary)) ** 2, (1 - (p * binary + (1 - p) * (1 - binary))) ** 2
+    )

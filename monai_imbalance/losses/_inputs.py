@@ -156,13 +156,29 @@ def split_target(
 def as_class_indices(labels: torch.Tensor, num_classes: int, ignore_index: int | None) -> torch.Tensor:
     """Cast a label map to int64 and check every entry is a class index in ``[0, C)`` or ``ignore_index``.
 
+    Float labels (MONAI label maps are float) must hold whole numbers: ``1.9`` is refused, not truncated. The
+    check costs one fused reduction and one host synchronisation (the minimum, the maximum and, for float
+    labels, the largest distance to a whole number, read together).
+
     Raises:
-        ValueError: an entry is out of range.
+        ValueError: an entry is not a whole number, or is out of range.
     """
-    labels = labels.long()
     if labels.numel() == 0:
-        return labels
-    low, high = (int(v) for v in torch.aminmax(labels))
+        return labels.long()
+    if labels.is_floating_point():
+        # nan != nan, so a nan label counts as non-integral
+        stats = torch.stack([labels.amin(), labels.amax(), (labels != labels.round()).any().to(labels.dtype)])
+        low, high, fractional = stats.tolist()
+        if fractional:
+            bad = labels[labels != labels.round()][0].item()
+            raise ValueError(
+                f"target holds the non-integral class label {bad}; class-index targets must hold whole numbers "
+                "(round or threshold the labels first, or pass probabilities with the input's shape)."
+            )
+        labels = labels.long()
+    else:
+        labels = labels.long()
+        low, high = (int(v) for v in torch.aminmax(labels))
     if low >= 0 and high < num_classes:
         return labels
     bad = (labels < 0) | (labels >= num_classes)
@@ -171,8 +187,23 @@ def as_class_indices(labels: torch.Tensor, num_classes: int, ignore_index: int |
     if bool(bad.any()):
         value = int(labels[bad][0])
         ignore = f" or ignore_index={ignore_index}" if ignore_index is not None else ""
-        raise ValueError(f"target holds class index {value}; expected indices in [0, {num_classes - 1}]{ignore}.")
+        raise ValueError(
+            f"target holds class index {value}; expected indices in [0, {num_classes - 1}]{ignore} for an input "
+            f"with {num_classes} channels (classes)."
+        )
     return labels
+
+
+def empty_batch_loss(input: torch.Tensor, reduction: str) -> torch.Tensor | None:
+    """The loss of an empty batch (``B = 0``) for a ``'mean'`` or ``'sum'`` reduction, else ``None``.
+
+    One rule for every loss of the package: an empty batch gives a zero loss whose gradient is zero (a tensor
+    still connected to ``input``), never ``nan``. ``'none'`` returns ``None``: the loss computes its (empty)
+    unreduced output as usual.
+    """
+    if input.shape[0] != 0 or reduction == LossReduction.NONE.value:
+        return None
+    return input.sum() * 0.0
 
 
 def check_unit_interval(target: torch.Tensor, mask: torch.Tensor | None, what: str) -> None:

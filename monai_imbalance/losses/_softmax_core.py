@@ -10,8 +10,11 @@ per element (sample or pixel) with true class ``y``: ``p_t`` comes from the unwe
 ``log(p + eps)`` and never ``exp(-weighted CE)``), and the focal factor is per element. An element weight
 ``w = weight[y]`` (times the focal ``alpha[y]``) multiplies the element; ``'mean'`` divides the sum by
 ``sum weight[y]`` over the counted elements, exactly as ``F.cross_entropy`` does, so ``gamma = 0`` reproduces
-(weighted) cross-entropy. ``1 - p_t`` is clamped to the smallest normal float: the gradient stays finite for
-``0 < gamma < 1`` when ``p_t -> 1``.
+(weighted) cross-entropy. Dense (one-hot or probability) targets follow ``F.cross_entropy``'s probability-target
+rule: ``term = -sum_c w_c t_c (1 - p_c)^gamma log p_c`` and ``'mean'`` divides by the number of elements, with or
+without class weights (so, as in PyTorch, a weighted one-hot target and the same class indices differ in the
+normaliser). An empty batch gives a zero loss with a zero gradient. ``1 - p_t`` is clamped to the smallest
+normal float: the gradient stays finite for ``0 < gamma < 1`` when ``p_t -> 1``.
 
 Two engines, chosen per call, for class-index targets:
 
@@ -39,7 +42,13 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from monai_imbalance.losses._inputs import as_class_indices, reduce_loss, split_target
+from monai_imbalance.losses._inputs import (
+    as_class_indices,
+    check_unit_interval,
+    empty_batch_loss,
+    reduce_loss,
+    split_target,
+)
 
 
 @dataclass(frozen=True)
@@ -199,12 +208,12 @@ def _dense_softmax_terms(
     dense: torch.Tensor,
     terms: Sequence[SoftmaxTerm],
     class_num: torch.Tensor | None,
-    class_den: torch.Tensor | None,
     reduction: str,
 ) -> torch.Tensor:
     """Softmax terms for one-hot or soft targets (plain autograd), output ``(B, *S)`` or a scalar.
 
-    ``term = -sum_c num_c t_c (1 - p_c)^gamma log p_c``; 'mean' divides by ``sum_i sum_c den_c t_ic``.
+    ``term = -sum_c num_c t_c (1 - p_c)^gamma log p_c``; 'mean' divides by the number of elements ``B * S``
+    (``F.cross_entropy`` with probability targets).
     """
     tiny = torch.finfo(logits.dtype).tiny
     target = dense.to(dtype=logits.dtype)
@@ -224,11 +233,7 @@ def _dense_softmax_terms(
     assert total is not None
     if class_num is not None:
         total = total * class_num.to(total).view(view)
-    total = total.sum(dim=1)
-    normaliser = None
-    if reduction == "mean":
-        normaliser = (target.sum(1) if class_den is None else (target * class_den.to(target).view(view)).sum(1)).sum()
-    return reduce_loss(total, reduction, normaliser)
+    return reduce_loss(total.sum(dim=1), reduction)
 
 
 def _one_hot_to_indices(dense: torch.Tensor) -> torch.Tensor:
@@ -270,8 +275,10 @@ def softmax_family_loss(
     """
     channels = input.shape[1]
     labels, dense = split_target(input, target, to_onehot_y)
-    if dense is not None and any(t.margins is not None for t in terms):
-        labels, dense = _one_hot_to_indices(dense), None
+    if dense is not None:
+        check_unit_interval(dense, None, "target")
+        if any(t.margins is not None for t in terms):
+            labels, dense = _one_hot_to_indices(dense), None
 
     alpha_vec = alpha if isinstance(alpha, torch.Tensor) else None
     alpha_scalar = float(alpha) if alpha is not None and alpha_vec is None else 1.0
@@ -285,10 +292,16 @@ def softmax_family_loss(
         class_num = alpha_vec if class_num is None else class_num.to(alpha_vec) * alpha_vec
 
     if dense is not None:
-        loss = _dense_softmax_terms(input, dense, terms, class_num, class_den, reduction)
+        empty = empty_batch_loss(input, reduction)
+        if empty is not None:
+            return empty
+        loss = _dense_softmax_terms(input, dense, terms, class_num, reduction)
         return loss * alpha_scalar if alpha_scalar != 1.0 else loss
 
     labels = as_class_indices(labels, channels, ignore_index)
+    empty = empty_batch_loss(input, reduction)
+    if empty is not None:
+        return empty
     valid: torch.Tensor | None = None
     safe_labels = labels
     if ignore_index is not None:

@@ -166,7 +166,8 @@ def get_loss(
             if key == "lmf_official":
                 fixed["weighting"] = "official"
             return _build(key, LDAMLoss if key == "ldam" else LMFLoss, fixed, kwargs)
-        fixed["sigmoid"] = bool(sigmoid)
+        if not (key == "focal" and "use_softmax" in kwargs):  # use_softmax: MONAI's FocalLoss semantics
+            fixed["sigmoid"] = bool(sigmoid)
         return _build(key, CrossEntropyLoss if key == "ce" else FocalLoss, fixed, kwargs)
     if key == "combo":
         return _build(key, ComboLoss, {"weight": weight, **act_kw, **shape_kw}, kwargs)
