@@ -108,3 +108,65 @@ def test_bad_input_names_the_problem(tmp_path: Path, masks):
     (tmp_path / "broken.png").write_bytes(b"not a png")
     with pytest.raises(ValueError, match=r"cannot read mask file .*broken\.png"):
         load(tmp_path / "broken.png")
+
+
+def test_background_stored_as_one_is_not_foreground(tmp_path: Path, masks):
+    # issue 12.5: nuclei masks with background 1 and foreground 255 became 100 % foreground under "any non-zero"
+    noisy = np.where(masks["a"] > 0, 255, 1).astype(np.uint8)
+    Image.fromarray(noisy).save(tmp_path / "noisy.png")
+    out = LoadBinaryMask()(tmp_path / "noisy.png")
+    np.testing.assert_array_equal(out[0].numpy(), (masks["a"] > 0).astype(np.float32))
+    assert 0 < float(out.mean()) < 1
+    # the same for the union of DSB instance masks
+    Image.fromarray(np.where(masks["b"] > 0, 255, 1).astype(np.uint8)).save(tmp_path / "noisy_b.png")
+    union = LoadBinaryMask()([tmp_path / "noisy.png", tmp_path / "noisy_b.png"])
+    np.testing.assert_array_equal(union[0].numpy(), ((masks["a"] > 0) | (masks["b"] > 0)).astype(np.float32))
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (np.array([0, 1], np.uint8), 0.5),  # masks stored 0/1
+        (np.array([0.0, 0.7]), 0.5),  # probabilities
+        (np.array([True, False]), 0.5),
+        (np.array([1, 255], np.uint8), 127.5),  # 8-bit: foreground > 127
+        (np.array([0, 128], np.uint8), 127.5),
+        (np.array([0, 65535], np.uint16), 32767.5),  # 16-bit PNG
+        (np.array([1, 255], np.int64), 127.5),  # integer arrays: the middle of [0, max]
+        (np.array([-1, 3], np.int64), 1.0),
+    ],
+)
+def test_default_threshold_is_the_middle_of_the_value_range(values, expected):
+    from monai_imbalance.transforms import default_mask_threshold
+
+    assert default_mask_threshold(torch.as_tensor(values)) == expected
+
+
+def test_zero_one_and_explicit_thresholds(tmp_path: Path, masks):
+    zero_one = (masks["a"] > 0).astype(np.uint8)
+    Image.fromarray(zero_one).save(tmp_path / "zero_one.png")
+    expected = zero_one.astype(np.float32)
+    np.testing.assert_array_equal(LoadBinaryMask()(tmp_path / "zero_one.png")[0].numpy(), expected)
+    grades = np.where(masks["a"] > 0, 200, 60).astype(np.uint8)
+    out = LoadBinaryMask(mask_threshold=100)(grades)
+    np.testing.assert_array_equal(out[0].numpy(), expected)
+    assert float(LoadBinaryMaskd(keys="m", mask_threshold=0)({"m": grades})["m"].mean()) == 1.0  # any non-zero
+    with pytest.raises(ValueError, match="mask_threshold must be a finite number"):
+        LoadBinaryMask(mask_threshold=float("nan"))
+
+
+def test_all_or_nothing_masks_are_warned_by_file(tmp_path: Path, masks):
+    Image.fromarray(np.full((5, 7), 1, np.uint8)).save(tmp_path / "all_ones.png")
+    Image.fromarray(np.zeros((5, 7), np.uint8)).save(tmp_path / "empty.png")
+    with pytest.warns(UserWarning, match=r"100% of the pixels of .*all_ones\.png are foreground"):
+        assert float(LoadBinaryMask()(tmp_path / "all_ones.png").mean()) == 1.0
+    with pytest.warns(UserWarning, match=r"0% of the pixels of .*empty\.png are foreground"):
+        LoadBinaryMask()(tmp_path / "empty.png")
+    with pytest.warns(UserWarning, match=r"the 2 masks in .*are foreground"):
+        LoadBinaryMask()([tmp_path / "empty.png", tmp_path / "empty.png"])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="implausible mask")
+        LoadBinaryMask(warn_implausible=False)(tmp_path / "empty.png")
+        LoadBinaryMask()(tmp_path / "a.png")  # a plausible mask is not warned about

@@ -1,6 +1,6 @@
 """MONAI transforms: image/array loading, mammography pre-processing, decision thresholds."""
 
-from .binary_mask import LoadBinaryMask, LoadBinaryMaskd, mask_picture_to_grey
+from .binary_mask import LoadBinaryMask, LoadBinaryMaskd, default_mask_threshold, mask_picture_to_8bit
 from .io import LoadImageOrArray, LoadImageOrArrayd, PictureReader
 from .mammography import MammogramIntensity, MammogramIntensityd, ResizeLongestPad, ResizeLongestPadd
 from .threshold import (
@@ -28,4 +28,4 @@ __all__ = [
     "select_threshold",
 ]
 
-__all__ += ["LoadBinaryMask", "LoadBinaryMaskd", "mask_picture_to_grey"]
+__all__ += ["LoadBinaryMask", "LoadBinaryMaskd", "default_mask_threshold", "mask_picture_to_8bit"]

@@ -6,16 +6,33 @@ Science Bowl 2018: ``stage1_train/<id>/masks/*.png``, one file per nucleus), or 
 memory (the DSB2018 ``npz``). :class:`LoadBinaryMask` (and :class:`LoadBinaryMaskd`) turns each of
 these into the same tensor::
 
-    mask[0, h, w] = 1  if any source has a non-zero value at row h, column w (in any channel), else 0
+    mask[0, x] = 1  if any source has a value > t at position x (in any channel), else 0
 
-Output: a channel-first ``(1, H, W)`` ``MetaTensor`` (``(1, D, H, W)`` for volumes) of 0/1 values, in
-the display orientation of :class:`monai_imbalance.transforms.LoadImageOrArray` (rows first, the
-layout of ``numpy.asarray(PIL.Image.open(f))``), so that it lines up pixel for pixel with the image
-that transform loads, from a file or from an array.
+Binarisation rule (``mask_threshold``): an explicit ``t``, or by default (``None``) the middle of the
+value range of each source,
 
-Palette images (GIF, and PNG in mode ``P``) are converted to grey before thresholding: their raw
-values are palette indices, and index 0 is not always black. Mode ``1``, RGB(A) and grey+alpha
-pictures are converted to grey as well; a coloured pixel counts as foreground.
+- ``t = 0.5`` when its values lie in ``[0, 1]`` (masks stored as 0/1, boolean or float in ``[0, 1]``);
+- ``t = 127.5`` for other 8-bit masks (``uint8``: foreground ``> 127``, the usual 0/255 files);
+- ``t = (min(0, lo) + hi) / 2`` otherwise (``lo``, ``hi`` the smallest and largest value: 16-bit or
+  integer arrays, e.g. ``32767.5`` for a 0/65535 mask).
+
+So a mask whose background is stored as 1 and its foreground as 255 (JPEG-like noise, some DSB 2018
+conversions) gives its true foreground; ``mask_threshold=0`` restores "any non-zero value". A source
+whose values all lie in ``[0, 1]`` is read with ``t = 0.5``: an all-ones "background" then becomes
+foreground, which the plausibility warning below names.
+
+Plausibility: a mask whose foreground share is exactly 0 % or 100 % of its pixels is almost always a
+wrong rule or a wrong file (no lesion, every pixel a nucleus); ``warn_implausible=True`` issues a
+``UserWarning`` naming the file(s) and the share (once per file and process).
+
+Output: a channel-first ``(1, *spatial)`` ``MetaTensor`` (``(1, D, H, W)`` for volumes) of 0/1 values, in
+the orientation of :class:`monai_imbalance.transforms.LoadImageOrArray`, so that it lines up pixel for pixel
+with the image that transform loads, from a file or from an array.
+
+Palette images (GIF, and PNG in mode ``P``) and colour modes are converted to 8-bit RGB before the
+rule (their raw values are palette indices, and index 0 is not always black), bilevel (``1``) and
+grey+alpha pictures to 8-bit grey: a pixel counts as foreground when any colour channel is above ``t``
+(``127.5``: a saturated red, green or blue lesion outline counts, a dark one does not).
 
 Memory: the instance masks are read one at a time and or-ed into a boolean accumulator, so a DSB
 image with hundreds of nuclei never holds more than two masks in memory.
@@ -23,6 +40,7 @@ image with hundreds of nuclei never holds more than two masks in memory.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,19 +54,43 @@ from monai.transforms import LoadImage, MapTransform, Transform
 
 from .io import PICTURE_SUFFIXES, LoadImageOrArray, PictureReader
 
-__all__ = ["LoadBinaryMask", "LoadBinaryMaskd", "mask_picture_to_grey"]
+__all__ = ["LoadBinaryMask", "LoadBinaryMaskd", "default_mask_threshold", "mask_picture_to_8bit"]
 
-_GREY_CONVERTED_MODES = ("P", "PA", "1", "RGB", "RGBA", "LA", "CMYK", "YCbCr")
+_RGB_CONVERTED_MODES = ("P", "PA", "RGBA", "CMYK", "YCbCr")
+_GREY_CONVERTED_MODES = ("1", "LA")
+_WIDE_UNSIGNED = tuple(getattr(torch, name) for name in ("uint16", "uint32", "uint64") if hasattr(torch, name))
 
 MaskSource = str | Path | np.ndarray | torch.Tensor
 
 
-def mask_picture_to_grey(image: Any) -> Any:
-    """Pillow converter for mask pictures: palette, bilevel and colour modes to 8-bit grey (``L``); others unchanged.
+def mask_picture_to_8bit(image: Any) -> Any:
+    """Pillow converter for mask pictures: palette and colour modes to 8-bit ``RGB``, bilevel and grey+alpha to
+    8-bit grey ``L``; ``L``, ``RGB`` and 16-bit modes unchanged.
 
     A module-level function (not a lambda) so that transforms holding it can be pickled into DataLoader workers.
     """
-    return image.convert("L") if image.mode in _GREY_CONVERTED_MODES else image
+    if image.mode in _RGB_CONVERTED_MODES:
+        return image.convert("RGB")
+    if image.mode in _GREY_CONVERTED_MODES:
+        return image.convert("L")
+    return image
+
+
+def default_mask_threshold(values: torch.Tensor) -> float:
+    """The default binarisation threshold of one mask source: the middle of its value range (module docstring).
+
+    ``0.5`` for values in ``[0, 1]``, ``127.5`` for other ``uint8`` masks, else ``(min(0, lo) + hi) / 2``.
+    """
+    if values.numel() == 0:
+        return 0.5
+    if values.dtype in _WIDE_UNSIGNED:
+        values = values.to(torch.int64)
+    lo, hi = float(values.min()), float(values.max())
+    if lo >= 0.0 and hi <= 1.0:
+        return 0.5
+    if values.dtype == torch.uint8:
+        return 127.5
+    return (min(0.0, lo) + hi) / 2.0
 
 
 class LoadBinaryMask(Transform):
@@ -56,6 +98,9 @@ class LoadBinaryMask(Transform):
 
     Args:
         dtype: dtype of the output (default ``float32``, what MONAI losses and metrics expect).
+        mask_threshold: a value is foreground when it is above this; ``None`` (default): the middle of each
+            source's value range, see :func:`default_mask_threshold`.
+        warn_implausible: warn (naming the file) when a mask is entirely background or entirely foreground.
 
     Call with a path, an array, or a non-empty sequence of paths / arrays (their union). Arrays follow
     :class:`~monai_imbalance.transforms.LoadImageOrArray`: ``(H, W)``, ``(H, W, C)`` with ``C <= 4``, or
@@ -68,11 +113,22 @@ class LoadBinaryMask(Transform):
         TypeError: an input that is neither a path nor an array.
     """
 
-    def __init__(self, dtype: torch.dtype | np.dtype | type = np.float32) -> None:
+    def __init__(
+        self,
+        dtype: torch.dtype | np.dtype | type = np.float32,
+        mask_threshold: float | None = None,
+        warn_implausible: bool = True,
+    ) -> None:
         self.dtype = dtype
-        # pictures: Pillow in display orientation, palette and colour modes converted to grey first
+        if mask_threshold is not None:
+            mask_threshold = float(mask_threshold)
+            if not np.isfinite(mask_threshold):
+                raise ValueError(f"mask_threshold must be a finite number or None, got {mask_threshold!r}.")
+        self.mask_threshold = mask_threshold
+        self.warn_implausible = warn_implausible
+        # pictures: Pillow, palette and colour modes converted to 8-bit RGB / grey first
         self._picture_loader = LoadImage(
-            reader=PictureReader(converter=mask_picture_to_grey), image_only=True, dtype=None, ensure_channel_first=True
+            reader=PictureReader(converter=mask_picture_to_8bit), image_only=True, dtype=None, ensure_channel_first=True
         )
         # everything else (arrays, NIfTI, NumPy, DICOM): the project's generic loader, same orientation
         self._generic_loader = LoadImageOrArray(dtype=None)
@@ -94,8 +150,12 @@ class LoadBinaryMask(Transform):
             img = self._generic_loader(source)
         else:
             raise TypeError(f"expected a mask path or array (or a sequence of them), got {type(source).__name__}.")
-        foreground = (img != 0).any(dim=0, keepdim=True)
-        return MetaTensor(foreground.as_tensor(), meta=img.meta) if isinstance(img, MetaTensor) else foreground
+        values = img.as_tensor() if isinstance(img, MetaTensor) else img
+        if values.dtype in _WIDE_UNSIGNED:  # torch has no min/max/comparison kernels for them
+            values = values.to(torch.int64)
+        threshold = self.mask_threshold if self.mask_threshold is not None else default_mask_threshold(values)
+        foreground = (values > threshold).any(dim=0, keepdim=True)
+        return MetaTensor(foreground, meta=img.meta) if isinstance(img, MetaTensor) else foreground
 
     def __call__(self, data: MaskSource | Sequence[MaskSource]) -> MetaTensor:
         sources = list(data) if isinstance(data, (list, tuple)) else [data]
@@ -116,6 +176,15 @@ class LoadBinaryMask(Transform):
             meta["filename_or_obj"] = _common_parent(sources)
             meta["num_masks"] = len(sources)
         meta.setdefault("filename_or_obj", "")
+        if self.warn_implausible and union.numel():
+            share = float(union.float().mean())
+            if share in (0.0, 1.0):
+                warnings.warn(
+                    f"implausible mask: {share:.0%} of the pixels of {_describe_all(sources)} are foreground; check "
+                    "the file or the binarisation rule (mask_threshold, default the middle of the value range).",
+                    UserWarning,
+                    stacklevel=2,
+                )
         return MetaTensor(union.to(_torch_dtype(self.dtype)), meta=meta)
 
 
@@ -125,6 +194,8 @@ class LoadBinaryMaskd(MapTransform):
     Args:
         keys: keys of the masks to load (e.g. ``"label"``, and ``"mask"`` for the DRIVE field of view).
         dtype: output dtype (default ``float32``).
+        mask_threshold: foreground is a value above it; ``None``: the middle of the value range (module docstring).
+        warn_implausible: warn about masks that are all background or all foreground.
         allow_missing_keys: skip keys that are absent.
     """
 
@@ -132,10 +203,12 @@ class LoadBinaryMaskd(MapTransform):
         self,
         keys: KeysCollection,
         dtype: torch.dtype | np.dtype | type = np.float32,
+        mask_threshold: float | None = None,
+        warn_implausible: bool = True,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.loader = LoadBinaryMask(dtype=dtype)
+        self.loader = LoadBinaryMask(dtype=dtype, mask_threshold=mask_threshold, warn_implausible=warn_implausible)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -148,6 +221,12 @@ def _describe(source: MaskSource) -> str:
     if isinstance(source, (str, Path)):
         return str(source)
     return f"array of shape {tuple(source.shape)}"
+
+
+def _describe_all(sources: Sequence[MaskSource]) -> str:
+    if len(sources) == 1:
+        return _describe(sources[0])
+    return f"the {len(sources)} masks in {_common_parent(sources) or _describe(sources[0]) + ', ...'}"
 
 
 def _common_parent(sources: Sequence[MaskSource]) -> str:
