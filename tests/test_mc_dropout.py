@@ -48,7 +48,8 @@ def _x(batch: int = 4) -> torch.Tensor:
 def test_inside_supervised_evaluator_batch_norm_stays_eval_and_dropout_is_on():
     net = _net()
     data = [{"image": img, "label": torch.tensor(i % 3)} for i, img in enumerate(_x(6))]
-    inferer = MCDropoutInferer(num_samples=5, seed=0)
+    # full passes: every pass calls forward, which records the modes (prefix reuse runs a traced graph instead)
+    inferer = MCDropoutInferer(num_samples=5, seed=0, reuse_prefix=False)
     evaluator = SupervisedEvaluator(
         device=torch.device("cpu"), val_data_loader=DataLoader(data, batch_size=3), network=net, inferer=inferer
     )
@@ -149,7 +150,24 @@ def test_modes_are_restored_after_an_exception():
     net.conv.eval()
     before = [m.training for m in net.modules()]
     with pytest.raises(RuntimeError, match="simulated"):
-        MCDropoutInferer(num_samples=5)(_x(), net)
+        MCDropoutInferer(num_samples=5, reuse_prefix=False)(_x(), net)
+    assert [m.training for m in net.modules()] == before
+
+
+def test_modes_are_restored_after_an_exception_in_the_reused_suffix():
+    net = _net()
+    calls = []
+
+    def fail_on_third_call(module, args):
+        calls.append(args[0].shape[0])
+        if len(calls) == 3:
+            raise RuntimeError("out of memory (simulated)")
+
+    net.fc.register_forward_pre_hook(fail_on_third_call)
+    net.train()
+    before = [m.training for m in net.modules()]
+    with pytest.raises(RuntimeError, match="simulated"):
+        MCDropoutInferer(num_samples=5, seed=0)(_x(), net)
     assert [m.training for m in net.modules()] == before
 
 

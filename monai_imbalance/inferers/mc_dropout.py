@@ -16,10 +16,15 @@ uncertainty of the same run comes for free:
   over channels; sigmoid: the binary entropy of every channel;
 - ``mutual_information`` (BALD): :math:`H[\\bar p] - \\frac{1}{S}\\sum_s H[p_s] \\ge 0`, the part
   of the predictive entropy that comes from disagreement between the passes.
+
+Prefix reuse (:mod:`monai_imbalance.inferers.prefix_reuse`): what runs before the first dropout is
+deterministic, so it is computed once per input sample and only the rest of the network is repeated;
+with the same seed the results equal those of full passes (up to floating-point rounding).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -27,14 +32,19 @@ from typing import Any
 import torch
 from monai.data import MetaTensor
 from monai.inferers import Inferer, SimpleInferer
-from monai.utils import convert_to_dst_type
+from monai.utils import convert_to_dst_type, optional_import
 from torch import nn
 
+from monai_imbalance.inferers.prefix_reuse import DEFAULT_CACHE_LIMIT_BYTES, PrefixReuse, split_at_first_dropout
 from monai_imbalance.networks.dropout import mc_dropout_mode
+
+tqdm, has_tqdm = optional_import("tqdm", name="tqdm")
 
 __all__ = ["MCDropoutInferer"]
 
 _ACTIVATIONS = ("softmax", "sigmoid")
+
+logger = logging.getLogger(__name__)
 
 
 def _entropy(probs: torch.Tensor, activation: str) -> torch.Tensor:
@@ -85,6 +95,14 @@ class MCDropoutInferer(Inferer):
             different masks, so their outputs differ (within MC error).
         keep_samples: keep all activated passes in ``last_output["samples"]`` (memory ``S`` times
             the output).
+        reuse_prefix: run the part of the network before its first dropout once per input sample
+            and repeat only the rest (:mod:`~monai_imbalance.inferers.prefix_reuse`). Exact: with the
+            same seed, every output equals that of full passes up to floating-point rounding; networks
+            that cannot be split exactly run full passes (a ``logging`` debug message says why). The
+            network's ``forward`` is replaced by its ``torch.fx`` graph during the passes, so turn this
+            off if Python side effects in ``forward`` matter. Memory: the distinct input samples (or
+            sliding windows) of a call and their prefix outputs, at most :attr:`prefix_cache_limit_bytes`.
+        progress: show a ``tqdm`` progress bar over the passes of every call.
 
     Example::
 
@@ -107,6 +125,8 @@ class MCDropoutInferer(Inferer):
         mc_batch_size: int | None = None,
         seed: int | None = None,
         keep_samples: bool = False,
+        reuse_prefix: bool = True,
+        progress: bool = False,
     ) -> None:
         super().__init__()
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
@@ -129,6 +149,12 @@ class MCDropoutInferer(Inferer):
         self.mc_batch_size = min(mc_batch_size or 1, num_samples)
         self.seed = seed
         self.keep_samples = bool(keep_samples)
+        self.reuse_prefix = bool(reuse_prefix)
+        if progress and not has_tqdm:
+            raise ImportError("progress=True needs tqdm: pip install tqdm (or pass progress=False)")
+        self.progress = bool(progress)
+        #: bound on the memory of remembered prefix outputs and their inputs in one call
+        self.prefix_cache_limit_bytes = DEFAULT_CACHE_LIMIT_BYTES
         self.last_output: dict[str, torch.Tensor | None] | None = None
 
     def _activate(self, outputs: torch.Tensor) -> torch.Tensor:
@@ -139,7 +165,23 @@ class MCDropoutInferer(Inferer):
             return torch.sigmoid(outputs)
         return outputs
 
-    def _passes(self, inputs: torch.Tensor, network: nn.Module, *args: Any, **kwargs: Any) -> Iterator[torch.Tensor]:
+    def _runner(self, network: nn.Module, has_extra_arguments: bool) -> nn.Module | PrefixReuse:
+        """What the inner inferer calls: the network, or :class:`PrefixReuse` where the network splits exactly."""
+        if not self.reuse_prefix:
+            return network
+        if has_extra_arguments:
+            logger.debug("MC dropout: full passes, the network gets extra arguments that prefix reuse cannot batch")
+            return network
+        split = split_at_first_dropout(network)
+        if isinstance(split, str):
+            logger.debug("MC dropout: %s runs full passes: %s", type(network).__name__, split)
+            return network
+        runner = PrefixReuse(network, split, limit_bytes=self.prefix_cache_limit_bytes)
+        return runner if runner.active else network
+
+    def _passes(
+        self, inputs: torch.Tensor, network: nn.Module | PrefixReuse, *args: Any, **kwargs: Any
+    ) -> Iterator[torch.Tensor]:
         """Yield activated stochastic passes, each ``(B, C, ...)`` float32, ``mc_batch_size`` per forward."""
         done = 0
         batch = inputs.shape[0]
@@ -185,23 +227,31 @@ class MCDropoutInferer(Inferer):
             raise TypeError(f"inputs must be a torch.Tensor, got {type(inputs).__name__}")
         keep = self.keep_samples if return_samples is None else bool(return_samples)
         device = inputs.device
-        with mc_dropout_mode(network), self._seeded(device):
-            mean: torch.Tensor | None = None
-            m2: torch.Tensor | None = None
-            mean_entropy: torch.Tensor | None = None
-            samples: list[torch.Tensor] = []
-            for count, probs in enumerate(self._passes(inputs, network, *args, **kwargs), start=1):
-                if mean is None:
-                    mean, m2 = probs.clone(), torch.zeros_like(probs)
-                else:
-                    delta = probs - mean
-                    mean = mean + delta / count
-                    m2 = m2 + delta * (probs - mean)
-                if self.activation is not None:
-                    h = _entropy(probs, self.activation)
-                    mean_entropy = h if mean_entropy is None else mean_entropy + (h - mean_entropy) / count
-                if keep:
-                    samples.append(probs)
+        bar = tqdm(total=self.num_samples, desc="MC dropout", unit="pass", leave=False) if self.progress else None
+        try:
+            with mc_dropout_mode(network), self._seeded(device):
+                runner = self._runner(network, bool(args or kwargs))
+                mean: torch.Tensor | None = None
+                m2: torch.Tensor | None = None
+                mean_entropy: torch.Tensor | None = None
+                samples: list[torch.Tensor] = []
+                for count, probs in enumerate(self._passes(inputs, runner, *args, **kwargs), start=1):
+                    if bar is not None:
+                        bar.update(1)
+                    if mean is None:
+                        mean, m2 = probs.clone(), torch.zeros_like(probs)
+                    else:
+                        delta = probs - mean
+                        mean = mean + delta / count
+                        m2 = m2 + delta * (probs - mean)
+                    if self.activation is not None:
+                        h = _entropy(probs, self.activation)
+                        mean_entropy = h if mean_entropy is None else mean_entropy + (h - mean_entropy) / count
+                    if keep:
+                        samples.append(probs)
+        finally:
+            if bar is not None:
+                bar.close()
         assert mean is not None and m2 is not None  # num_samples >= 1
         result: dict[str, torch.Tensor | None] = {
             "mean": mean,
