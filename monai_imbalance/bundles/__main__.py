@@ -1,0 +1,50 @@
+"""Command line: ``python -m monai_imbalance.bundles list | export NAME DIR [--overwrite] | sync [--check]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from monai_imbalance.bundles.export import export_bundle, stale_files, sync_bundles
+from monai_imbalance.bundles.render import bundle_names
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m monai_imbalance.bundles", description="The MONAI Bundles of monai-imbalance."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="print the bundle names")
+    export = commands.add_parser("export", help="write one bundle into a folder, ready to run")
+    export.add_argument("name", help="the bundle name (see `list`)")
+    export.add_argument("directory", type=Path, help="the bundle folder to write (new or empty)")
+    export.add_argument("--overwrite", action="store_true", help="replace the bundle's files in a non-empty folder")
+    sync = commands.add_parser("sync", help="maintainers: regenerate the repository's bundles/ from the sources")
+    sync.add_argument("--bundles-dir", type=Path, default=Path("bundles"), help="default: ./bundles")
+    sync.add_argument("--check", action="store_true", help="only list the out-of-date files; exit 1 if any")
+    args = parser.parse_args(argv)
+
+    if args.command == "list":
+        print("\n".join(bundle_names()))
+        return 0
+    if args.command == "export":
+        try:
+            root = export_bundle(args.name, args.directory, overwrite=args.overwrite)
+        except (ValueError, FileExistsError, NotADirectoryError) as error:
+            parser.exit(2, f"error: {error}\n")
+        print(f"wrote bundle {args.name!r} to {root}; run it from there with python -m monai.bundle run ...")
+        return 0
+    if args.check:
+        stale = stale_files(args.bundles_dir)
+        for path in stale:
+            print(f"out of date: {path}")
+        return 1 if stale else 0
+    for path in sync_bundles(args.bundles_dir):
+        print(f"updated {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

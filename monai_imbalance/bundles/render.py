@@ -1,0 +1,114 @@
+"""Render the eight MONAI Bundles from their family templates and per-task parts (package data of this folder).
+
+Layout of the sources, next to this module::
+
+    common/                     LICENSE, logging.conf and metadata.json shared by every bundle
+    classification/*.yaml.j2    the classification family: train, evaluate, inference, multi_gpu_train
+    classification/repeatability/*.yaml.j2   its variant for the repeatability study (knee, breast)
+    segmentation/*.yaml.j2      the segmentation family
+    tasks/<name>/task.yaml.j2   one bundle's part: ``{% extends ... %}`` a family and fills its blocks
+    tasks/<name>/metadata.json  one bundle's metadata, merged (recursively) over common/metadata.json
+    tasks/<name>/README.md      the bundle's docs/README.md
+
+A task's ``task.yaml.j2`` is rendered once per config with ``config`` set to the family template's file name
+(``"train.yaml.j2"``, ...); its first statement picks the parent, e.g.
+``{% extends "classification/" ~ config %}``, and its blocks replace the parent's defaults. Blocks for other
+configs are ignored, so one file holds everything in which a task differs from its family.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+__all__ = [
+    "BUNDLE_CONFIGS",
+    "SOURCE_DIR",
+    "bundle_names",
+    "render_bundle",
+]
+
+SOURCE_DIR = Path(__file__).resolve().parent
+"""The folder of the templates and per-task parts."""
+
+BUNDLE_CONFIGS = ("train", "evaluate", "inference", "multi_gpu_train")
+"""The YAML configs of every bundle, rendered from ``<family>/<config>.yaml.j2``."""
+
+_TASKS = SOURCE_DIR / "tasks"
+_SOURCE_NAME = "monai_imbalance/bundles"  # how the headers name the sources (as in the repository)
+_REGENERATE = "python -m monai_imbalance.bundles sync"
+
+
+def bundle_names() -> list[str]:
+    """The names of the bundles that can be rendered, sorted."""
+    return sorted(p.name for p in _TASKS.iterdir() if (p / "task.yaml.j2").is_file())
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(SOURCE_DIR)),
+        undefined=jinja2.StrictUndefined,  # a misspelt variable is an error, not an empty string
+        trim_blocks=True,  # a line holding only a {% tag %} leaves no empty line behind
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def _merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``update`` merged in: nested mappings merge key by key, anything else is replaced."""
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _metadata(name: str) -> str:
+    from monai_imbalance import __version__
+
+    common = json.loads((SOURCE_DIR / "common" / "metadata.json").read_text())
+    task = json.loads((_TASKS / name / "metadata.json").read_text())
+    metadata = _merge(common, task)
+    metadata["required_packages_version"]["monai-imbalance"] = __version__  # the package that renders it
+    return json.dumps(metadata, indent=4) + "\n"
+
+
+def _check_name(name: str) -> None:
+    names = bundle_names()
+    if name not in names:
+        import difflib
+
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.4)
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(f"unknown bundle {name!r}{hint} The bundles are: {', '.join(names)}.")
+
+
+def render_bundle(name: str) -> dict[str, str]:
+    """Every file of bundle ``name``, as ``{path relative to the bundle folder: text}``.
+
+    Raises:
+        ValueError: ``name`` is not a bundle (the message names the closest ones).
+    """
+    _check_name(name)
+    env = _environment()
+    task_source = f"{_SOURCE_NAME}/tasks/{name}/task.yaml.j2"
+    files = {}
+    for config in BUNDLE_CONFIGS:
+        body = env.get_template(f"tasks/{name}/task.yaml.j2").render(config=f"{config}.yaml.j2")
+        header = f"# Generated from {task_source} and the family template it extends by `{_REGENERATE}`; edit there.\n"
+        files[f"configs/{config}.yaml"] = header + body
+    files["configs/metadata.json"] = _metadata(name)
+    files["configs/logging.conf"] = (SOURCE_DIR / "common" / "logging.conf").read_text()
+    files["LICENSE"] = (SOURCE_DIR / "common" / "LICENSE").read_text()
+    readme = (_TASKS / name / "README.md").read_text()
+    files["docs/README.md"] = (
+        f"<!-- Generated from {_SOURCE_NAME}/tasks/{name}/README.md by `{_REGENERATE}`; edit there. -->\n" + readme
+    )
+    return files
