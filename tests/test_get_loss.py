@@ -85,9 +85,9 @@ def test_names_map_to_configured_modules():
     with pytest.raises(ValueError, match="set by the loss name"):
         get_loss("lmf_official", class_counts=COUNTS, weighting="standard")
     dice, jaccard = get_loss("dice", softmax=True), get_loss("jaccard", softmax=True)
-    assert type(dice) is DiceLoss and not dice.jaccard and jaccard.jaccard and jaccard.softmax
+    assert isinstance(dice, DiceLoss) and not dice.jaccard and jaccard.jaccard and jaccard.softmax
     tversky = get_loss("tversky", sigmoid=True)
-    assert type(tversky) is TverskyLoss and (tversky.alpha, tversky.beta) == (0.3, 0.7)
+    assert isinstance(tversky, TverskyLoss) and (tversky.alpha, tversky.beta) == (0.3, 0.7)
     assert get_loss("tversky", alpha=0.5, beta=0.5).alpha == 0.5
     ftl = get_loss("focal_tversky", softmax=True, include_background=False, gamma=1.0)
     assert type(ftl) is FocalTverskyLoss and not ftl.include_background and ftl.gamma == 1.0
@@ -112,7 +112,7 @@ def test_common_keywords_not_used_by_a_loss_are_dropped():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert type(get_loss("focal", class_counts=COUNTS, weight=None)) is FocalLoss
-        assert type(get_loss("dice", class_counts=COUNTS, weight=None, sigmoid=True)) is DiceLoss
+        assert isinstance(get_loss("dice", class_counts=COUNTS, weight=None, sigmoid=True), DiceLoss)
     with pytest.warns(UserWarning, match="class weights are not used"):
         get_loss("dice", weight=WEIGHT, softmax=True)
 
@@ -133,3 +133,66 @@ def test_common_keywords_not_used_by_a_loss_are_dropped():
 def test_bad_requests_raise_clear_errors(name, kwargs, match):
     with pytest.raises(ValueError, match=match):
         get_loss(name, **kwargs)
+
+
+def _kwargs_for(name, channels):
+    kwargs = {"class_counts": COUNTS} if name in ("ldam", "lmf", "lmf_official") else {}
+    if channels == 1:
+        return {"sigmoid": True, **kwargs}
+    return {"softmax": True, "to_onehot_y": True, **kwargs}
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("name", LOSS_NAMES)
+def test_an_empty_batch_gives_zero_loss_and_zero_gradient_in_every_loss(name, channels, reduction):
+    """One rule for all: B = 0 gives 0 (not nan) with a zero gradient (classification and segmentation)."""
+    if channels == 1 and name in ("ldam", "lmf", "lmf_official"):
+        return  # softmax-only losses
+    loss = get_loss(name, reduction=reduction, **_kwargs_for(name, channels))
+    for shape in ((0, channels), (0, channels, 4, 4)):
+        if len(shape) == 2 and name not in ("ce", "focal", "ldam", "lmf", "lmf_official"):
+            continue  # overlap losses are for images
+        logits = torch.randn(*shape, requires_grad=True)
+        target = torch.zeros(0, 1, *shape[2:])
+        value = loss(logits, target)
+        value.backward()
+        assert value.shape == () and value.item() == 0.0, (name, shape, value)
+        assert logits.grad is not None and logits.grad.shape == logits.shape
+
+
+@pytest.mark.parametrize("name", LOSS_NAMES)
+def test_non_integral_labels_are_refused_not_truncated(name):
+    """[0., 1.9] used to score as [0, 1]; now a ValueError naming the problem."""
+    loss = get_loss(name, **_kwargs_for(name, 3))
+    labels = torch.zeros(2, 1, 4, 4)
+    labels[1, 0, 0, 0] = 1.9
+    with pytest.raises(ValueError, match=r"non-integral class label 1\.9"):
+        loss(torch.randn(2, 3, 4, 4), labels)
+
+
+@pytest.mark.parametrize("name", LOSS_NAMES)
+def test_labels_beyond_the_class_count_are_refused(name):
+    loss = get_loss(name, **_kwargs_for(name, 3))
+    labels = torch.zeros(2, 1, 4, 4)
+    labels[0, 0, 1, 1] = 1e9  # no huge allocation, a clear error
+    with pytest.raises(ValueError, match=r"class index 1000000000; expected indices in \[0, 2\]"):
+        loss(torch.randn(2, 3, 4, 4), labels)
+
+
+@pytest.mark.parametrize("name", [n for n in LOSS_NAMES if n not in ("ldam", "lmf", "lmf_official")])
+def test_masks_outside_the_unit_interval_are_refused(name):
+    """0/255 masks: get_loss('all') returned a negative loss; every loss now refuses them."""
+    mask = (torch.rand(2, 1, 4, 4) > 0.5).float() * 255
+    with pytest.raises(ValueError, match=r"values in \[0, 1\]"):
+        get_loss(name, sigmoid=True)(torch.randn(2, 1, 4, 4), mask)
+
+
+def test_monai_losses_keep_monai_values():
+    logits, labels = _segmentation(3)
+    for name, reference in (("dice", DiceLoss), ("tversky", TverskyLoss)):
+        ours = get_loss(name, softmax=True, to_onehot_y=True, alpha=0.3, beta=0.7) if name == "tversky" else None
+        ours = ours or get_loss(name, softmax=True, to_onehot_y=True)
+        kwargs = {"alpha": 0.3, "beta": 0.7} if name == "tversky" else {}
+        expected = reference(softmax=True, to_onehot_y=True, **kwargs)(logits, labels)
+        torch.testing.assert_close(ours(logits, labels), expected)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from monai.losses import DiceLoss
 
-from monai_imbalance.losses import AdaptiveLogarithmicLoss, adaptive_log_loss
+from monai_imbalance.losses import AdaptiveLogarithmicLoss, adaptive_log_loss, log_branch_fraction
 
 
 def _np_all(x: float, omega=10.0, epsilon=0.5, delta=0.1) -> float:
@@ -72,3 +72,78 @@ def test_bad_arguments():
         AdaptiveLogarithmicLoss(loss="dice")
     with pytest.raises(ValueError, match=r"values in \[0, 1\]"):
         adaptive_log_loss(torch.tensor([0.2, -0.7]))
+
+
+def _np_all_smooth(x: float, omega=10.0, epsilon=0.5, delta=0.1) -> float:
+    if x < delta:
+        return omega * math.log(1 + x / epsilon)
+    slope = omega / (epsilon + delta)
+    return slope * x - (slope * delta - omega * math.log(1 + delta / epsilon))
+
+
+@pytest.mark.parametrize("x", [0.0, 0.03, 0.0999, 0.1, 0.25, 1.0])
+def test_smooth_form_values_match_hand_computation(x):
+    got = adaptive_log_loss(torch.tensor(x, dtype=torch.float64), form="smooth").item()
+    assert got == pytest.approx(_np_all_smooth(x), rel=1e-9)
+    # by hand at x = 0.25: A = 10 / 0.6, C = A * 0.1 - 10 ln(1.2)
+    if x == 0.25:
+        assert got == pytest.approx(10 / 0.6 * 0.15 + 10 * math.log(1.2), rel=1e-12)
+
+
+@pytest.mark.parametrize(("omega", "epsilon", "delta"), [(10.0, 0.5, 0.1), (6.0, 0.3, 0.2), (16.0, 2.0, 0.3)])
+def test_smooth_form_is_continuous_with_a_continuous_slope_at_delta(omega, epsilon, delta):
+    """Autograd slopes just below and at/above delta agree for 'smooth'; for 'wing' they jump to 1."""
+    h = 1e-9
+    points = torch.tensor([delta - h, delta, delta + h], dtype=torch.float64, requires_grad=True)
+    for form in ("smooth", "wing"):
+        values = adaptive_log_loss(points, omega, epsilon, delta, form=form)
+        (grad,) = torch.autograd.grad(values.sum(), points)
+        assert values[0].item() == pytest.approx(values[1].item(), abs=1e-7)
+        log_slope = omega / (epsilon + delta)
+        assert grad[0].item() == pytest.approx(log_slope, rel=1e-6)
+        if form == "smooth":
+            assert grad[1].item() == pytest.approx(log_slope, rel=1e-6)
+            assert grad[2].item() == pytest.approx(log_slope, rel=1e-6)
+        else:
+            assert grad[1].item() == 1.0 and grad[2].item() == 1.0
+
+
+def test_form_reaches_the_wrapper_and_get_loss():
+    from monai_imbalance.losses import get_loss
+
+    logits, mask = torch.randn(2, 1, 8, 8), (torch.rand(2, 1, 8, 8) > 0.5).float()
+    dice = DiceLoss(sigmoid=True)(logits, mask)
+    smooth = get_loss("all", sigmoid=True, form="smooth")
+    assert smooth.form == "smooth"
+    expected = adaptive_log_loss(dice, form="smooth")
+    assert smooth(logits, mask).item() == pytest.approx(expected.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="form must be 'wing'"):
+        AdaptiveLogarithmicLoss(form="adaptive")
+
+
+def test_log_branch_fraction():
+    values = torch.tensor([0.01, 0.05, 0.2, 0.5])
+    assert log_branch_fraction(values, delta=0.1).item() == 0.5
+    loss = AdaptiveLogarithmicLoss(DiceLoss(sigmoid=True, reduction="none"))
+    assert loss.last_log_branch_fraction is None
+    mask = torch.zeros(2, 1, 8, 8)
+    mask[0, :, 2:6, 2:6] = 1
+    mask[1, :, :4] = 1
+    logits = (mask * 2 - 1) * 8
+    logits[1] = -logits[1]  # image 0 nearly perfect (log branch), image 1 wrong (linear branch)
+    loss(logits, mask)
+    assert float(loss.last_log_branch_fraction) == 0.5
+
+
+def test_targets_outside_the_unit_interval_or_non_integral_labels_are_refused():
+    """0/255 masks made the Dice loss negative and ALL returned a negative loss: now a clear error."""
+    from monai_imbalance.losses import get_loss
+
+    logits = torch.randn(2, 1, 8, 8)
+    with pytest.raises(ValueError, match=r"values in \[0, 1\].*got range \[0.0, 255.0\]"):
+        get_loss("all", sigmoid=True)(logits, (torch.rand(2, 1, 8, 8) > 0.5).float() * 255)
+    multi = get_loss("all", softmax=True, to_onehot_y=True)
+    with pytest.raises(ValueError, match="non-integral"):
+        multi(torch.randn(2, 3, 8, 8), torch.full((2, 1, 8, 8), 0.5))
+    with pytest.raises(ValueError, match="class index 3"):
+        multi(torch.randn(2, 3, 8, 8), torch.full((2, 1, 8, 8), 3.0))

@@ -6,7 +6,7 @@ also defines: ``FocalLoss``, ``sigmoid_focal_loss`` and ``softmax_focal_loss`` r
 warning), so write ``monai_imbalance.losses.FocalLoss``.
 """
 
-from .adaptive_log import AdaptiveLogarithmicLoss, adaptive_log_loss
+from .adaptive_log import AdaptiveLogarithmicLoss, adaptive_log_loss, log_branch_fraction
 from .combo import ComboLoss, combo_loss
 from .cross_entropy import CrossEntropyLoss, cross_entropy_loss
 from .deferred_reweighting import deferred_class_weights, drw_class_weights
@@ -36,6 +36,7 @@ __all__ = [
     "ldam_loss",
     "ldam_margins",
     "lmf_loss",
+    "log_branch_fraction",
     "sigmoid_focal_loss",
     "softmax_focal_loss",
 ]

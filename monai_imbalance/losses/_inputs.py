@@ -172,7 +172,7 @@ def as_class_indices(labels: torch.Tensor, num_classes: int, ignore_index: int |
         if fractional:
             bad = labels[labels != labels.round()][0].item()
             raise ValueError(
-                f"target holds the non-integral class label {bad}; class-index targets must hold whole numbers "
+                f"target holds the non-integral class label {bad:g}; class-index targets must hold whole numbers "
                 "(round or threshold the labels first, or pass probabilities with the input's shape)."
             )
         labels = labels.long()
@@ -214,6 +214,27 @@ def check_unit_interval(target: torch.Tensor, mask: torch.Tensor | None, what: s
     low, high = (float(v) for v in torch.aminmax(values.detach()))
     if low < 0 or high > 1:
         raise ValueError(f"{what} must hold values in [0, 1] (binary or soft labels), got range [{low}, {high}].")
+
+
+def check_overlap_target(
+    input: torch.Tensor, target: torch.Tensor, to_onehot_y: bool, ignore_index: int | None = None
+) -> None:
+    """Check the target of an overlap (Dice-family) loss: whole class indices in ``[0, C)`` when it is a label map
+    to be one-hot encoded (``to_onehot_y`` with ``C > 1``), else a mask with values in ``[0, 1]`` (0/255 masks would
+    give a negative loss). ``ignore_index`` entries are exempt.
+
+    Raises:
+        TypeError: ``target`` is not a tensor.
+        ValueError: non-integral or out-of-range labels, or mask values outside ``[0, 1]``.
+    """
+    if not isinstance(target, torch.Tensor):
+        raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}.")
+    target = plain_tensor(target)
+    if to_onehot_y and input.shape[1] > 1:
+        as_class_indices(target, input.shape[1], ignore_index)
+    else:
+        mask = target != ignore_index if ignore_index is not None else None
+        check_unit_interval(target, mask, "overlap-loss target (a mask)")
 
 
 def reduce_loss(loss: torch.Tensor, reduction: str, normaliser: torch.Tensor | float | None = None) -> torch.Tensor:

@@ -1,19 +1,28 @@
 """Adaptive Logarithmic Loss (ALL, Kaul et al.): a wrapper that sharpens an overlap loss near its optimum.
 
-For a loss value ``x`` (designed for overlap losses with values in ``[0, 1]``, the paper uses the Dice loss):
+For a loss value ``x`` (designed for overlap losses with values in ``[0, 1]``, the paper uses the Dice loss) and
+two readings of the linear branch (``form``):
 
-    ALL(x) = omega * ln(1 + x / epsilon)   if x < delta
-    ALL(x) = x - C                          otherwise,   C = delta - omega * ln(1 + delta / epsilon)
+    ALL(x) = omega * ln(1 + x / epsilon)      if x < delta
+    ALL(x) = x - C                             otherwise   (form="wing", the default)
+    ALL(x) = A x - C                           otherwise   (form="smooth"),   A = omega / (epsilon + delta)
 
-so ALL is continuous at ``delta``; below ``delta`` the gradient is amplified by ``omega / (epsilon + x)``
-(20 at ``x = 0`` with the defaults), above it the loss is linear. Defaults ``omega = 10``, ``epsilon = 0.5``,
-``delta = 0.1`` are the paper's best setting (its hyper-parameter tables: omega 6..16, epsilon 0.3..2,
-delta 0.08..0.30; the loss is mainly sensitive to ``delta``).
+with ``C`` making ALL continuous at ``delta`` (``C = delta - omega ln(1 + delta / epsilon)`` for ``"wing"``,
+``C = A delta - omega ln(1 + delta / epsilon)`` for ``"smooth"``). Below ``delta`` the gradient is amplified by
+``omega / (epsilon + x)`` (20 at ``x = 0`` with the defaults). ``"wing"`` keeps the slope 1 of the wrapped loss
+above ``delta`` (as the Wing loss does): continuous, but its slope jumps at ``delta`` (from 16.67 to 1 with the
+defaults). ``"smooth"`` matches the slope of the log branch at ``delta`` (as the Adaptive Wing loss does), so it
+is continuously differentiable there, as the paper's text says ("differentiable and smooth"), and scales the
+whole linear branch by ``A``. Defaults ``omega = 10``, ``epsilon = 0.5``, ``delta = 0.1`` are the paper's best
+setting (its hyper-parameter tables: omega 6..16, epsilon 0.3..2, delta 0.08..0.30; the loss is mainly
+sensitive to ``delta``).
 
-Reconstruction note: the published formula was lost in the text extraction available to us. This form is
+Reconstruction note: the published formula was lost in the text extraction available to us. Both forms are
 reconstructed from the paper's description (a log branch near the optimum, a linear branch elsewhere, a constant
-making it continuous at ``delta``), its hyper-parameter tables and the Wing-loss family it follows; the threshold
-and constants are therefore all configurable.
+making it continuous at ``delta``), its hyper-parameter tables and the Wing-loss family it follows; the form, the
+threshold and the constants are therefore all configurable. The default stays ``"wing"`` until a benchmark
+decides; :func:`log_branch_fraction` (and :attr:`AdaptiveLogarithmicLoss.last_log_branch_fraction`) tell how often
+training actually reaches the log branch.
 """
 
 from __future__ import annotations
@@ -26,9 +35,11 @@ from monai.losses import DiceLoss
 from monai.utils import LossReduction
 from torch.nn.modules.loss import _Loss
 
-from monai_imbalance.losses._inputs import check_reduction, reduce_loss
+from monai_imbalance.losses._inputs import check_overlap_target, check_reduction, reduce_loss
 
-__all__ = ["AdaptiveLogarithmicLoss", "adaptive_log_loss"]
+__all__ = ["AdaptiveLogarithmicLoss", "adaptive_log_loss", "log_branch_fraction"]
+
+_FORMS = ("wing", "smooth")
 
 
 def _check_parameters(omega: float, epsilon: float, delta: float) -> tuple[float, float, float]:
@@ -39,8 +50,22 @@ def _check_parameters(omega: float, epsilon: float, delta: float) -> tuple[float
     return omega, epsilon, delta
 
 
+def _check_form(form: str) -> str:
+    if form not in _FORMS:
+        raise ValueError(
+            f"form must be 'wing' (linear branch of slope 1) or 'smooth' (slope matched at delta), got {form!r}."
+        )
+    return form
+
+
+def _linear_branch(omega: float, epsilon: float, delta: float, form: str) -> tuple[float, float]:
+    """Slope ``A`` and offset ``C`` of the linear branch ``A x - C`` (continuous at ``delta``)."""
+    slope = 1.0 if form == "wing" else omega / (epsilon + delta)
+    return slope, slope * delta - omega * math.log1p(delta / epsilon)
+
+
 def adaptive_log_loss(
-    value: torch.Tensor, omega: float = 10.0, epsilon: float = 0.5, delta: float = 0.1
+    value: torch.Tensor, omega: float = 10.0, epsilon: float = 0.5, delta: float = 0.1, *, form: str = "wing"
 ) -> torch.Tensor:
     """Apply ALL element-wise to loss values (any shape; float32 math for half inputs).
 
@@ -49,12 +74,14 @@ def adaptive_log_loss(
         omega: scale of the logarithmic branch (> 0).
         epsilon: curvature of the logarithmic branch (> 0).
         delta: switch point between the branches (> 0).
+        form: ``"wing"`` (linear branch ``x - C``) or ``"smooth"`` (``A x - C``, slope matched at ``delta``).
 
     Raises:
         ValueError: invalid parameters, or a value ``<= -epsilon`` (outside the domain of the log branch; overlap
             losses are ``>= 0``).
     """
     omega, epsilon, delta = _check_parameters(omega, epsilon, delta)
+    slope, offset = _linear_branch(omega, epsilon, delta, _check_form(form))
     if value.dtype in (torch.float16, torch.bfloat16):
         value = value.float()
     if value.numel() == 0:
@@ -62,14 +89,19 @@ def adaptive_log_loss(
     low = float(value.detach().min())
     if low <= -epsilon:
         raise ValueError(f"ALL expects loss values in [0, 1] (an overlap loss); got a value of {low}.")
+    linear = value - offset if slope == 1.0 else value * slope - offset
     if value.ndim == 0:  # the usual case (a reduced loss): evaluate only the branch that applies
-        return torch.log1p(value / epsilon) * omega if low < delta else value - _offset(omega, epsilon, delta)
-    return torch.where(value < delta, torch.log1p(value / epsilon) * omega, value - _offset(omega, epsilon, delta))
+        return torch.log1p(value / epsilon) * omega if low < delta else linear
+    return torch.where(value < delta, torch.log1p(value / epsilon) * omega, linear)
 
 
-def _offset(omega: float, epsilon: float, delta: float) -> float:
-    """``C = delta - omega ln(1 + delta / epsilon)``: makes ALL continuous at ``delta``."""
-    return delta - omega * math.log1p(delta / epsilon)
+def log_branch_fraction(value: torch.Tensor, delta: float = 0.1) -> torch.Tensor:
+    """Share of the loss values below ``delta``, i.e. in ALL's log branch (a 0-dim float tensor, no host sync).
+
+    ``value`` is what ALL acts on (the wrapped loss's output: one value for a reduced Dice loss, one per image and
+    class for ``reduction="none"``); an empty ``value`` gives ``nan``.
+    """
+    return (value.detach() < float(delta)).float().mean()
 
 
 class AdaptiveLogarithmicLoss(_Loss):
@@ -83,14 +115,25 @@ class AdaptiveLogarithmicLoss(_Loss):
         omega: scale of the logarithmic branch (10).
         epsilon: curvature of the logarithmic branch (0.5).
         delta: switch point (0.1).
+        form: ``"wing"`` (default) or ``"smooth"`` (see the module docstring).
         reduction: applied after ALL (``"mean"``, ``"sum"`` or ``"none"``); a no-op when the wrapped loss already
             returns a scalar.
+
+    Attributes:
+        last_log_branch_fraction: share of the values ALL saw in the last forward pass that fell in the log branch
+            (a detached 0-dim tensor, ``None`` before the first call); read it with ``float(...)`` when needed.
+
+    Targets are checked before the wrapped loss sees them: with a wrapped loss whose ``to_onehot_y`` is true (and
+    more than one channel) a label map of whole class indices, otherwise masks with values in ``[0, 1]`` (0/255
+    masks are refused: they give a negative Dice loss). An empty batch gives a zero loss with a zero gradient.
 
     Example:
         >>> loss = AdaptiveLogarithmicLoss(DiceLoss(softmax=True, to_onehot_y=True))
         >>> loss(torch.randn(2, 3, 16, 16), torch.randint(0, 3, (2, 1, 16, 16))).shape
         torch.Size([])
     """
+
+    last_log_branch_fraction: torch.Tensor | None
 
     def __init__(
         self,
@@ -99,19 +142,32 @@ class AdaptiveLogarithmicLoss(_Loss):
         epsilon: float = 0.5,
         delta: float = 0.1,
         reduction: LossReduction | str = LossReduction.MEAN,
+        *,
+        form: str = "wing",
     ) -> None:
         super().__init__(reduction=check_reduction(reduction))
         if loss is not None and not callable(loss):
             raise TypeError(f"loss must be a callable (input, target) -> tensor, got {type(loss).__name__}.")
         self.loss = DiceLoss(sigmoid=True) if loss is None else loss
         self.omega, self.epsilon, self.delta = _check_parameters(omega, epsilon, delta)
+        self.form = _check_form(form)
+        self.last_log_branch_fraction = None
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Pass ``input`` and ``target`` to the wrapped loss (its shape conventions apply), then ALL."""
         if input.dtype in (torch.float16, torch.bfloat16):
             input = input.float()
-        value = adaptive_log_loss(self.loss(input, target), self.omega, self.epsilon, self.delta)
+        to_onehot_y = bool(getattr(self.loss, "to_onehot_y", False))
+        check_overlap_target(input, target, to_onehot_y, getattr(self.loss, "ignore_index", None))
+        if input.shape[0] == 0 and getattr(self.loss, "reduction", "mean") != LossReduction.NONE.value:
+            return input.sum() * 0.0  # an empty batch: zero loss, zero gradient (a reduced Dice loss would be nan)
+        inner = self.loss(input, target)
+        self.last_log_branch_fraction = log_branch_fraction(inner, self.delta)
+        value = adaptive_log_loss(inner, self.omega, self.epsilon, self.delta, form=self.form)
         return value if value.ndim == 0 else reduce_loss(value, self.reduction)
 
     def extra_repr(self) -> str:
-        return f"omega={self.omega}, epsilon={self.epsilon}, delta={self.delta}, reduction={self.reduction!r}"
+        return (
+            f"omega={self.omega}, epsilon={self.epsilon}, delta={self.delta}, form={self.form!r}, "
+            f"reduction={self.reduction!r}"
+        )

@@ -15,9 +15,9 @@ focal          ``FocalLoss``                     ignored      used     used (1) 
 ldam           ``LDAMLoss``                      required     used     softmax only (2) used
 lmf            ``LMFLoss``                       required     used     softmax only (2) used
 lmf_official   ``LMFLoss(weighting="official")`` required     used (5) softmax only (2) used
-dice           MONAI ``DiceLoss``                ignored      ignored  used             used
+dice           MONAI ``DiceLoss`` (6)            ignored      ignored  used             used
 jaccard        MONAI ``DiceLoss(jaccard=True)``  ignored      ignored  used             used
-tversky        MONAI ``TverskyLoss`` (3)         ignored      ignored  used             used
+tversky        MONAI ``TverskyLoss`` (3)(6)      ignored      ignored  used             used
 focal_tversky  ``FocalTverskyLoss``              ignored      ignored  used             used
 combo          ``ComboLoss``                     ignored      used     used             used
 all            ``AdaptiveLogarithmicLoss`` over  ignored      ignored  used (by Dice)   used (by Dice)
@@ -29,9 +29,15 @@ otherwise the softmax is implied (``softmax=True`` is accepted, ``softmax=False`
 error). (2) ``sigmoid=True`` is an error. (3) defaults ``alpha=0.3`` (false positives, MONAI convention),
 ``beta=0.7`` (false negatives): the Tversky setting of Salehi et al. used in the ALL paper, equal to the
 paper-convention ``FocalTverskyLoss(alpha=0.7, beta=0.3)`` without the focal exponent. (4) ``omega``,
-``epsilon``, ``delta`` go to the wrapper, every other keyword (``reduction`` included) to the Dice loss, and ALL
-is applied to what the Dice loss returns. (5) the official LMF setting (the LDAM margins as class weights of both
-terms, see :mod:`.lmf`); a ``weight`` multiplies the margins.
+``epsilon``, ``delta`` and ``form`` (``"wing"`` or ``"smooth"``) go to the wrapper, ``inner_dice="authors"`` sets
+the Dice loss of the ALL authors' code (``batch=True, smooth_nr=smooth_dr=1``; default ``"monai"``: MONAI's
+``DiceLoss`` defaults), every other keyword (``reduction`` included) goes to the Dice loss, and ALL is applied to
+what the Dice loss returns. (5) the official LMF setting (the LDAM margins as class weights of both
+terms, see :mod:`.lmf`); a ``weight`` multiplies the margins. (6) MONAI's class with MONAI's values; targets are
+checked (whole class indices for ``to_onehot_y=True``, else masks in ``[0, 1]``) and an empty batch gives zero.
+
+Every loss built here refuses non-integral or out-of-range class labels and overlap targets outside ``[0, 1]``
+(``ValueError``), and gives an empty batch (``B = 0``) a zero loss with a zero gradient.
 
 "ignored" means the keyword is dropped (a non-``None`` ``weight`` that is dropped raises a ``UserWarning``).
 A common keyword left at ``None`` is not passed, so the module's own default applies. Every other keyword goes
@@ -47,9 +53,10 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from monai.losses import DiceLoss, TverskyLoss
+from monai.losses import DiceLoss
 from torch.nn.modules.loss import _Loss
 
+from monai_imbalance.losses._checked_monai import CheckedDiceLoss, CheckedTverskyLoss
 from monai_imbalance.losses._inputs import ClassVector
 from monai_imbalance.losses.adaptive_log import AdaptiveLogarithmicLoss
 from monai_imbalance.losses.combo import ComboLoss
@@ -75,7 +82,9 @@ LOSS_NAMES = (
     "all",
 )
 _WEIGHTED = frozenset({"ce", "focal", "ldam", "lmf", "lmf_official", "combo"})
-_ALL_KEYWORDS = frozenset({"omega", "epsilon", "delta"})
+_ALL_KEYWORDS = frozenset({"omega", "epsilon", "delta", "form"})
+# the Dice loss of the ALL authors' code: pooled over the batch, smooth 1 (their binary setting has one channel)
+_AUTHORS_DICE = {"batch": True, "smooth_nr": 1.0, "smooth_dr": 1.0}
 
 
 def _accepted(factory: Callable[..., Any]) -> set[str]:
@@ -174,10 +183,17 @@ def get_loss(
     if key == "focal_tversky":
         return _build(key, FocalTverskyLoss, {**act_kw, **shape_kw}, kwargs)
     if key == "tversky":
-        return _build(key, TverskyLoss, {**act_kw, **shape_kw}, {"alpha": 0.3, "beta": 0.7, **kwargs})
+        return _build(key, CheckedTverskyLoss, {**act_kw, **shape_kw}, {"alpha": 0.3, "beta": 0.7, **kwargs})
     if key in ("dice", "jaccard"):
-        return _build(key, DiceLoss, {**act_kw, **shape_kw, "jaccard": key == "jaccard"}, kwargs)
+        return _build(key, CheckedDiceLoss, {**act_kw, **shape_kw, "jaccard": key == "jaccard"}, kwargs)
     # "all": ALL over MONAI's Dice loss
     all_kw = {k: kwargs.pop(k) for k in list(kwargs) if k in _ALL_KEYWORDS}
-    dice = _build(key, DiceLoss, {**act_kw, **shape_kw}, kwargs)
+    inner_dice = kwargs.pop("inner_dice", "monai")
+    if inner_dice not in ("monai", "authors"):
+        raise ValueError(
+            f"get_loss('all'): inner_dice must be 'monai' (MONAI's DiceLoss defaults: per image, smooth 1e-5) or "
+            f"'authors' (the ALL authors' Dice: pooled over the batch, smooth 1), got {inner_dice!r}."
+        )
+    fixed = {**act_kw, **shape_kw, **(_AUTHORS_DICE if inner_dice == "authors" else {})}
+    dice = _build(key, DiceLoss, fixed, kwargs)
     return AdaptiveLogarithmicLoss(dice, reduction="none", **all_kw)
