@@ -147,3 +147,27 @@ def test_targets_outside_the_unit_interval_or_non_integral_labels_are_refused():
         multi(torch.randn(2, 3, 8, 8), torch.full((2, 1, 8, 8), 0.5))
     with pytest.raises(ValueError, match="class index 3"):
         multi(torch.randn(2, 3, 8, 8), torch.full((2, 1, 8, 8), 3.0))
+
+
+def _authors_dice_loss(y_true, y_pred, smooth=1.0):
+    """The Keras Dice of the ALL line of work (``dsc``: flattened tensor, smooth 1), as torch."""
+    y_true_f, y_pred_f = y_true.flatten(), y_pred.flatten()
+    intersection = (y_true_f * y_pred_f).sum()
+    return 1 - (2.0 * intersection + smooth) / (y_true_f.sum() + y_pred_f.sum() + smooth)
+
+
+def test_inner_dice_authors_equals_the_reference_dice():
+    from monai_imbalance.losses import get_loss
+
+    gen = torch.Generator().manual_seed(8)
+    logits = torch.randn(4, 1, 8, 8, generator=gen, dtype=torch.float64)
+    mask = (torch.rand(4, 1, 8, 8, generator=gen) > 0.5).double()
+    expected_dice = _authors_dice_loss(mask, torch.sigmoid(logits))
+    loss = get_loss("all", sigmoid=True, inner_dice="authors")
+    assert loss.loss.batch and loss.loss.smooth_nr == 1.0 and loss.loss.smooth_dr == 1.0
+    torch.testing.assert_close(loss.loss(logits, mask), expected_dice)
+    torch.testing.assert_close(loss(logits, mask), adaptive_log_loss(expected_dice))
+    with pytest.raises(ValueError, match="inner_dice must be"):
+        get_loss("all", sigmoid=True, inner_dice="keras")
+    with pytest.raises(ValueError, match="set by the loss name"):
+        get_loss("all", sigmoid=True, inner_dice="authors", batch=False)

@@ -75,3 +75,37 @@ def test_bad_arguments():
         ComboLoss(weight=[1.0, 2.0], softmax=True)(torch.randn(1, 3, 2, 2), torch.zeros(1, 1, 2, 2))
     with pytest.raises(ValueError, match=r"values in \[0, 1\]"):
         ComboLoss(sigmoid=True)(torch.randn(1, 1, 2, 2), torch.full((1, 1, 2, 2), 2.0))
+
+
+def _reference_combo(y_true, y_pred, ce_w=0.5, ce_d_w=0.5, smooth=1.0, e=1e-7):
+    """Transliteration of github.com/asgsaeid/ComboLoss ``combo_loss.py`` (Keras ops as torch; ``K.flatten`` pools
+    batch and channels), with the negative BCE term's sign corrected to the paper's (the published line reads
+    ``- (ce_w * t * log p) + ((1 - ce_w) * (1 - t) * log(1 - p))``)."""
+    y_true_f, y_pred_f = y_true.flatten(), y_pred.flatten()
+    intersection = (y_true_f * y_pred_f).sum()
+    d = (2.0 * intersection + smooth) / (y_true_f.sum() + y_pred_f.sum() + smooth)
+    y_pred_f = y_pred_f.clamp(e, 1.0 - e)
+    out = -(ce_w * y_true_f * torch.log(y_pred_f)) - ((1 - ce_w) * (1.0 - y_true_f) * torch.log(1.0 - y_pred_f))
+    weighted_ce = out.mean(dim=-1)
+    return (ce_d_w * weighted_ce) - ((1 - ce_d_w) * d)
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+@pytest.mark.parametrize(("alpha", "beta"), [(0.5, 0.5), (0.3, 0.7)])
+def test_pooling_all_equals_the_reference_code(channels, alpha, beta):
+    gen = torch.Generator().manual_seed(6)
+    logits = torch.randn(3, channels, 6, 5, generator=gen, dtype=torch.float64)
+    mask = (torch.rand(3, channels, 6, 5, generator=gen) > 0.6).double()
+    expected = _reference_combo(mask, torch.sigmoid(logits), ce_w=beta, ce_d_w=alpha)
+    torch.testing.assert_close(combo_loss(logits, mask, alpha, beta, sigmoid=True, pooling="all"), expected)
+    if channels == 1:  # one channel: pooling the batch is the reference
+        torch.testing.assert_close(ComboLoss(alpha, beta, sigmoid=True, batch=True)(logits, mask), expected)
+
+
+def test_the_published_sign_differs_where_the_target_is_zero():
+    """Documented choice: the package keeps the paper's sign; the published code's '+' rewards false positives."""
+    probs, mask = torch.full((1, 1, 2, 2), 0.9, dtype=torch.float64), torch.zeros(1, 1, 2, 2, dtype=torch.float64)
+    ours = combo_loss(probs, mask, pooling="all")
+    published = 0.5 * (0.5 * torch.log(torch.tensor(0.1, dtype=torch.float64))) - 0.5 * (1.0 / (3.6 + 1.0))
+    assert ours.item() > published.item()
+    torch.testing.assert_close(ours, _reference_combo(mask, probs))

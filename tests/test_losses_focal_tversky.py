@@ -91,3 +91,37 @@ def test_bad_arguments():
         FocalTverskyLoss(sigmoid=True)(torch.randn(1, 2, 4, 4), torch.zeros(1, 2, 4, 5))
     with pytest.raises(ValueError, match="class index 3"):
         FocalTverskyLoss(softmax=True)(torch.randn(1, 3, 2, 2), torch.full((1, 1, 2, 2), 3))
+
+
+def _reference_focal_tversky(y_true, y_pred, smooth=1.0, alpha=0.7, gamma=0.75):
+    """Transliteration of github.com/nabsabraham/focal-tversky-unet ``losses.py`` (``tversky`` +
+    ``focal_tversky``; Keras ops as torch): the whole tensor is flattened (batch and channels pooled)."""
+    y_true_pos, y_pred_pos = y_true.flatten(), y_pred.flatten()
+    true_pos = (y_true_pos * y_pred_pos).sum()
+    false_neg = (y_true_pos * (1 - y_pred_pos)).sum()
+    false_pos = ((1 - y_true_pos) * y_pred_pos).sum()
+    pt_1 = (true_pos + smooth) / (true_pos + alpha * false_neg + (1 - alpha) * false_pos + smooth)
+    return (1 - pt_1) ** gamma
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_pooling_all_equals_the_reference_code(channels):
+    gen = torch.Generator().manual_seed(4)
+    probs = torch.rand(3, channels, 6, 5, generator=gen, dtype=torch.float64)
+    mask = (torch.rand(3, channels, 6, 5, generator=gen) > 0.6).double()
+    ours = focal_tversky_loss(probs, mask, pooling="all")
+    torch.testing.assert_close(ours, _reference_focal_tversky(mask, probs))
+    module = FocalTverskyLoss(sigmoid=True, pooling="all")
+    logits = torch.randn(3, channels, 6, 5, generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(module(logits, mask), _reference_focal_tversky(mask, torch.sigmoid(logits)))
+    # "batch" pools the batch per class; for one channel it is the reference too
+    if channels == 1:
+        torch.testing.assert_close(focal_tversky_loss(probs, mask, batch=True), ours)
+
+
+def test_pooling_arguments():
+    assert FocalTverskyLoss(pooling="batch").pooling == "batch"
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        FocalTverskyLoss(pooling="flat")
+    with pytest.raises(ValueError, match="contradicts"):
+        FocalTverskyLoss(batch=True, pooling="all")

@@ -237,6 +237,29 @@ def check_overlap_target(
         check_unit_interval(target, mask, "overlap-loss target (a mask)")
 
 
+POOLINGS = ("image", "batch", "all")
+
+
+def pooled_axes(ndim: int, batch: bool, pooling: str | None) -> list[int]:
+    """Axes an overlap index sums over: ``"image"`` the spatial axes (one index per image and class, MONAI's
+    ``batch=False``), ``"batch"`` the batch too (one per class, MONAI's ``batch=True``), ``"all"`` every axis,
+    channels included (one index, as the reference Keras codes that flatten the whole tensor).
+
+    ``pooling=None`` follows ``batch``; ``batch=True`` with another pooling is a contradiction.
+
+    Raises:
+        ValueError: unknown pooling, or ``batch=True`` with ``pooling`` other than ``"batch"``.
+    """
+    if pooling is None:
+        pooling = "batch" if batch else "image"
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {list(POOLINGS)}, got {pooling!r}.")
+    if batch and pooling != "batch":
+        raise ValueError(f"batch=True means pooling='batch'; it contradicts pooling={pooling!r} (give one of them).")
+    spatial = list(range(2, ndim))
+    return {"image": spatial, "batch": [0, *spatial], "all": list(range(ndim))}[pooling]
+
+
 def reduce_loss(loss: torch.Tensor, reduction: str, normaliser: torch.Tensor | float | None = None) -> torch.Tensor:
     """Apply a reduction; ``"mean"`` divides the sum by ``normaliser`` (the element count when ``None``).
 

@@ -11,7 +11,15 @@ positions; a class ``weight`` ``w_c`` optionally scales the cross-entropy term):
 ``alpha = beta = 0.5``, ``s = 1``. As in the paper the Dice *coefficient* is subtracted, so the loss can be
 negative (its minimum is ``-(1 - alpha)``); it equals ``alpha * mBCE + (1 - alpha) * DiceLoss - (1 - alpha)``,
 i.e. the same gradients as the non-negative variant. ``'mean'`` averages ``Combo_bc`` over images and classes
-(the paper sums Dice over classes; identical for the binary case).
+(the paper sums Dice over classes; identical for the binary case). ``pooling`` says what one term covers:
+``"image"`` (default), ``"batch"`` (``batch=True``) or ``"all"`` (batch and channels). The reference code
+(github.com/asgsaeid/ComboLoss, ``combo_loss.py``: ``K.flatten``, smooth 1) is ``pooling="all"`` (the same as
+``"batch"`` for one channel).
+
+Sign of the negative BCE term: the widely copied version of that reference code writes
+``out = -(beta t ln p) + ((1 - beta)(1 - t) ln(1 - p))``, i.e. with a *plus* on the negative term, which rewards
+confident false positives; another version puts ``beta`` on both terms. This package uses the paper's
+``-[beta t ln p + (1 - beta)(1 - t) ln(1 - p)]``, so its values differ from that code wherever ``t = 0``.
 
 Logarithms come from ``logsigmoid`` (sigmoid) or ``log_softmax`` (softmax) in float32; with probabilities given
 (no activation) they are clamped away from 0.
@@ -34,7 +42,9 @@ from monai_imbalance.losses._inputs import (
     check_reduction,
     class_vector,
     dense_target,
+    empty_batch_loss,
     float_logits,
+    pooled_axes,
     reduce_loss,
 )
 
@@ -78,11 +88,15 @@ def _combo(
     include_background: bool,
     to_onehot_y: bool | None,
     batch: bool,
+    pooling: str | None,
     reduction: str,
 ) -> torch.Tensor:
     input = float_logits(input)
     check_class_length(weight, input.shape[1], "weight")
     onehot = dense_target(input, target, to_onehot_y)
+    empty = empty_batch_loss(input, reduction)
+    if empty is not None:
+        return empty
     probs, log_p, log_1mp = _log_probs(input, sigmoid, softmax)
     if not include_background:
         if input.shape[1] == 1:
@@ -90,9 +104,7 @@ def _combo(
         else:
             probs, log_p, log_1mp, onehot = probs[:, 1:], log_p[:, 1:], log_1mp[:, 1:], onehot[:, 1:]
             weight = weight[1:] if weight is not None else None
-    axes = list(range(2, probs.ndim))
-    if batch:
-        axes = [0, *axes]
+    axes = pooled_axes(probs.ndim, batch, pooling)
     # -(beta t ln p + (1 - beta)(1 - t) ln(1 - p))
     if beta == 0.5:  # the default: one lerp
         cross_entropy = torch.lerp(log_1mp, log_p, onehot).mul(-0.5)
@@ -123,6 +135,7 @@ def combo_loss(
     include_background: bool = True,
     to_onehot_y: bool | None = None,
     batch: bool = False,
+    pooling: str | None = None,
     reduction: LossReduction | str = LossReduction.MEAN,
 ) -> torch.Tensor:
     """Combo loss (see the module docstring).
@@ -138,8 +151,10 @@ def combo_loss(
         softmax: softmax over the channels.
         include_background: ``False`` drops channel 0.
         to_onehot_y: ``None`` infers label map vs dense target from the shape.
-        batch: compute the Dice coefficient and the mean over the whole batch.
-        reduction: ``"none"`` -> ``(B, C)`` (``(C,)`` with ``batch``), ``"mean"`` or ``"sum"``.
+        batch: compute the Dice coefficient and the mean over the whole batch (``pooling="batch"``).
+        pooling: ``"image"`` (default), ``"batch"`` or ``"all"`` (batch and channels pooled: the reference code).
+        reduction: ``"none"`` -> ``(B, C)`` (``(C,)`` with ``"batch"``, ``()`` with ``"all"``), ``"mean"`` or
+            ``"sum"``.
     """
     check_activation(sigmoid, softmax)
     alpha, beta, smooth = _check_parameters(alpha, beta, smooth)
@@ -155,6 +170,7 @@ def combo_loss(
         include_background,
         to_onehot_y,
         batch,
+        pooling,
         check_reduction(reduction),
     )
 
@@ -171,7 +187,8 @@ class ComboLoss(_WeightedLoss):
         softmax: softmax over the channels.
         include_background: ``False`` drops channel 0.
         to_onehot_y: ``None`` infers label map vs dense target from the shape.
-        batch: compute the Dice coefficient over the whole batch.
+        batch: compute the Dice coefficient over the whole batch (``pooling="batch"``).
+        pooling: ``"image"``, ``"batch"`` or ``"all"`` (see :func:`combo_loss`).
         reduction: ``"none"``, ``"mean"`` or ``"sum"``.
 
     Example:
@@ -194,6 +211,7 @@ class ComboLoss(_WeightedLoss):
         include_background: bool = True,
         to_onehot_y: bool | None = None,
         batch: bool = False,
+        pooling: str | None = None,
         reduction: LossReduction | str = LossReduction.MEAN,
     ) -> None:
         super().__init__(weight=class_vector(weight, "weight"), reduction=check_reduction(reduction))
@@ -204,6 +222,8 @@ class ComboLoss(_WeightedLoss):
         self.include_background = include_background
         self.to_onehot_y = to_onehot_y
         self.batch = batch
+        self.pooling = pooling
+        pooled_axes(3, batch, pooling)  # validates pooling
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``input (B, C[, *S])``, ``target`` indices or dense; returns the reduced loss."""
@@ -219,6 +239,7 @@ class ComboLoss(_WeightedLoss):
             self.include_background,
             self.to_onehot_y,
             self.batch,
+            self.pooling,
             self.reduction,
         )
 

@@ -8,7 +8,11 @@ Per image ``b`` (or over the batch with ``batch=True``) and class ``c``, with pr
     FTL_bc = (1 - TI_bc)^(1 / gamma)
 
 The exponent is applied per class *before* any reduction; ``'mean'`` averages over images and classes, ``'sum'``
-adds them (the paper's class sum is ``'sum'`` with ``batch=True``). Paper defaults: ``alpha = 0.7`` on false
+adds them (the paper's class sum is ``'sum'`` with ``batch=True``). ``pooling`` says what one index covers:
+``"image"`` (default; one per image and class, MONAI's ``batch=False``), ``"batch"`` (one per class over the
+batch, ``batch=True``) or ``"all"`` (one index over the batch *and* the channels). The reference code
+(github.com/nabsabraham/focal-tversky-unet, ``losses.py``: ``K.flatten``, smooth 1, ``gamma = 0.75 = 1 / (4/3)``)
+is ``pooling="all"`` with the defaults. Paper defaults: ``alpha = 0.7`` on false
 negatives, ``beta = 0.3`` on false positives, ``gamma = 4/3``, ``s = 1``. Note that MONAI's ``TverskyLoss``
 puts ``alpha`` on false *positives* and ``beta`` on false negatives: the paper's setting there is
 ``TverskyLoss(alpha=0.3, beta=0.7)``.
@@ -32,7 +36,9 @@ from monai_imbalance.losses._inputs import (
     check_activation,
     check_reduction,
     dense_target,
+    empty_batch_loss,
     float_logits,
+    pooled_axes,
     reduce_loss,
 )
 
@@ -62,19 +68,21 @@ def _focal_tversky(
     include_background: bool,
     to_onehot_y: bool | None,
     batch: bool,
+    pooling: str | None,
     reduction: str,
 ) -> torch.Tensor:
     input = float_logits(input)
     onehot = dense_target(input, target, to_onehot_y)
+    empty = empty_batch_loss(input, reduction)
+    if empty is not None:
+        return empty
     probs = activate(input, sigmoid, softmax, other_act)
     if not include_background:
         if input.shape[1] == 1:
             warnings.warn("single channel prediction, `include_background=False` ignored.", stacklevel=3)
         else:
             probs, onehot = probs[:, 1:], onehot[:, 1:]
-    axes = list(range(2, probs.ndim))
-    if batch:
-        axes = [0, *axes]
+    axes = pooled_axes(probs.ndim, batch, pooling)
     if axes:
         tp = (probs * onehot).sum(axes)
         fp = probs.sum(axes) - tp
@@ -102,6 +110,7 @@ def focal_tversky_loss(
     include_background: bool = True,
     to_onehot_y: bool | None = None,
     batch: bool = False,
+    pooling: str | None = None,
     reduction: LossReduction | str = LossReduction.MEAN,
 ) -> torch.Tensor:
     """Focal Tversky loss (see the module docstring).
@@ -118,8 +127,10 @@ def focal_tversky_loss(
         other_act: another activation callable.
         include_background: ``False`` drops channel 0.
         to_onehot_y: ``None`` infers label map vs dense target from the shape.
-        batch: sum TP/FP/FN over the batch too (one index per class).
-        reduction: ``"none"`` -> ``(B, C)`` (``(C,)`` with ``batch``), ``"mean"`` or ``"sum"``.
+        batch: sum TP/FP/FN over the batch too (one index per class); MONAI's name for ``pooling="batch"``.
+        pooling: ``"image"`` (default), ``"batch"`` or ``"all"`` (batch and channels pooled: the reference code).
+        reduction: ``"none"`` -> ``(B, C)`` (``(C,)`` with ``"batch"``, ``()`` with ``"all"``), ``"mean"`` or
+            ``"sum"``.
     """
     check_activation(sigmoid, softmax, other_act)
     return _focal_tversky(
@@ -132,6 +143,7 @@ def focal_tversky_loss(
         include_background,
         to_onehot_y,
         batch,
+        pooling,
         check_reduction(reduction),
     )
 
@@ -147,7 +159,8 @@ class FocalTverskyLoss(_Loss):
         sigmoid, softmax, other_act: activation of ``input`` (at most one; none: probabilities given).
         include_background: ``False`` drops channel 0.
         to_onehot_y: ``None`` infers label map vs dense target from the shape.
-        batch: compute the index over the whole batch.
+        batch: compute the index over the whole batch (``pooling="batch"``).
+        pooling: ``"image"``, ``"batch"`` or ``"all"`` (see :func:`focal_tversky_loss`).
         reduction: ``"none"``, ``"mean"`` or ``"sum"``.
 
     Example:
@@ -169,6 +182,7 @@ class FocalTverskyLoss(_Loss):
         include_background: bool = True,
         to_onehot_y: bool | None = None,
         batch: bool = False,
+        pooling: str | None = None,
         reduction: LossReduction | str = LossReduction.MEAN,
     ) -> None:
         super().__init__(reduction=check_reduction(reduction))
@@ -180,6 +194,8 @@ class FocalTverskyLoss(_Loss):
         self.include_background = include_background
         self.to_onehot_y = to_onehot_y
         self.batch = batch
+        self.pooling = pooling
+        pooled_axes(3, batch, pooling)  # validates pooling
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``input (B, C, *S)``, ``target`` indices or dense; returns the reduced loss."""
@@ -196,6 +212,7 @@ class FocalTverskyLoss(_Loss):
             self.include_background,
             self.to_onehot_y,
             self.batch,
+            self.pooling,
             self.reduction,
         )
 
