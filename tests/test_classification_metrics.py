@@ -166,7 +166,7 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match=r"shape \(N, C\)"):
         accuracy(torch.rand(4), torch.tensor([0, 1, 0, 1]))
     with pytest.raises(ValueError, match="at least 2 class columns"):
-        accuracy(torch.ones(3, 1), torch.zeros(3))
+        accuracy(torch.full((3, 1), 0.7), torch.zeros(3))
     with pytest.raises(ValueError, match=r"label values \[3\]"):
         accuracy(PROBS, torch.tensor([0, 0, 1, 2, 3, 0]))
     with pytest.raises(ValueError, match="5 samples"):

@@ -31,6 +31,7 @@ from __future__ import annotations
 import csv
 import os
 import tempfile
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,7 +51,12 @@ from monai.utils import (
 
 from monai_imbalance.handlers.epoch_handler import EpochHandler
 from monai_imbalance.inferers.mc_dropout import MCDropoutInferer
-from monai_imbalance.metrics.classification import check_decision_rule, check_probabilities, predicted_classes
+from monai_imbalance.metrics.classification import (
+    check_decision_rule,
+    check_probabilities,
+    predicted_classes,
+    prediction_form,
+)
 
 idist, _ = optional_import("ignite", IgniteInfo.OPT_IMPORT_VERSION, min_version, "distributed")
 
@@ -205,7 +211,9 @@ class PredictionCSVWriter(EpochHandler):
         return ids  # type: ignore[return-value]
 
     def iteration_completed(self, engine: Engine) -> None:
-        probs = check_probabilities(self.output_transform(engine.state.output)).cpu()
+        probs = check_probabilities(
+            self.output_transform(engine.state.output), purpose="PredictionCSVWriter (its prob_* columns)"
+        ).cpu()
         if self._probs and probs.shape[1] != self._probs[0].shape[1]:
             raise ValueError(f"the number of classes changed from {self._probs[0].shape[1]} to {probs.shape[1]}")
         if self.class_names is not None and len(self.class_names) != probs.shape[1]:
@@ -267,6 +275,13 @@ class PredictionCSVWriter(EpochHandler):
         if probs.shape[0] == 0:
             self.logger.warning(f"no predictions in this run; {self.output_file} not written")
             return
+        if prediction_form(probs) == "one-hot":
+            warnings.warn(
+                f"{type(self).__name__}: every row of y_pred is exactly one-hot, i.e. class decisions (after "
+                "AsDiscreted), not probabilities: the prob_* columns of the CSV hold 0 and 1; read 'pred' before "
+                "AsDiscreted for probabilities",
+                stacklevel=2,
+            )
         header, rows = self._header_and_rows(ids, probs, uncertainty)
         self._check_not_overwriting()
         self.output_file.parent.mkdir(parents=True, exist_ok=True)

@@ -43,7 +43,7 @@ from monai.handlers import from_engine
 from monai.utils import CommonKeys, IgniteInfo, evenly_divisible_all_gather, min_version, optional_import
 
 from monai_imbalance.handlers.epoch_handler import EpochHandler
-from monai_imbalance.metrics.classification import f1_score
+from monai_imbalance.metrics.classification import f1_score, needs_probabilities_message, prediction_form
 from monai_imbalance.reporting import update_metrics_json
 from monai_imbalance.transforms.threshold import THRESHOLD_CRITERIA, class_priors, prior_correction, select_threshold
 
@@ -122,7 +122,8 @@ class ThresholdSelector(EpochHandler):
 
     Raises:
         ValueError: an unknown method, or ``"prior_correction"`` without ``class_counts``; at the end of an
-            epoch, predictions that are not probabilities or labels with a single class (binary).
+            epoch, predictions that are not probabilities (class decisions after ``AsDiscreted`` included:
+            class indices, or rows that are all exactly one-hot) or labels with a single class (binary).
     """
 
     def __init__(
@@ -184,6 +185,9 @@ class ThresholdSelector(EpochHandler):
         if idist.get_world_size() > 1:
             probs = evenly_divisible_all_gather(probs, concat=True)
             labels = evenly_divisible_all_gather(labels, concat=True)
+        form = prediction_form(probs)
+        if form != "probabilities":
+            raise ValueError(needs_probabilities_message(f"{type(self).__name__} (decision-threshold choice)", form))
         has_key_metric = getattr(engine.state, "key_metric_name", None) is not None
         is_best = not has_key_metric or getattr(engine.state, "best_metric_epoch", -1) == engine.state.epoch
         if self.only_on_best and not is_best:

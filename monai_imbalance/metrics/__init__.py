@@ -3,6 +3,7 @@
 from .bland_altman import bland_altman_plot
 from .classification import (
     CLASSIFICATION_METRIC_NAMES,
+    PREDICTION_FORMS,
     ClassificationMetric,
     MacroF1Metric,
     accuracy,
@@ -12,12 +13,15 @@ from .classification import (
     classification_report,
     confusion_matrix,
     f1_score,
+    needs_probabilities_message,
     precision_score,
     predicted_classes,
+    prediction_form,
     recall_score,
     roc_auc,
 )
 from .repeatability import (
+    MIN_PATIENTS,
     RepeatabilityMetric,
     compare_repeatability,
     continuous_score,
@@ -39,6 +43,7 @@ from .segmentation import (
 )
 
 __all__ = [
+    "MIN_PATIENTS",
     "RepeatabilityMetric",
     "bland_altman_plot",
     "compare_repeatability",
@@ -49,6 +54,7 @@ __all__ = [
 
 __all__ += [
     "CLASSIFICATION_METRIC_NAMES",
+    "PREDICTION_FORMS",
     "ClassificationMetric",
     "MacroF1Metric",
     "accuracy",
@@ -58,8 +64,10 @@ __all__ += [
     "classification_report",
     "confusion_matrix",
     "f1_score",
+    "needs_probabilities_message",
     "precision_score",
     "predicted_classes",
+    "prediction_form",
     "recall_score",
     "roc_auc",
 ]

@@ -2,12 +2,24 @@
 
 Inputs follow MONAI's argument order ``(y_pred, y)``:
 
-- ``y_pred``: class probabilities of shape ``(N, C)``, ``C >= 2`` (softmax outputs, or the mean of
-  Monte Carlo dropout passes). Logits are refused: every row must lie in ``[0, 1]`` and sum to 1.
+- ``y_pred`` in any of the forms MONAI's post-transforms give (:data:`PREDICTION_FORMS`):
+
+  - ``"probabilities"``: ``(N, C)``, ``C >= 2`` (softmax outputs, ``Activationsd(softmax=True)``, or the
+    mean of Monte Carlo dropout passes). Logits are refused: every row must lie in ``[0, 1]`` and sum to 1;
+  - ``"class indices"``: ``(N, 1)`` or ``(N,)`` whole numbers, as after ``AsDiscreted(argmax=True)``;
+  - ``"one-hot"``: ``(N, C)`` rows that are all exactly one-hot, as after ``AsDiscreted(argmax=True,
+    to_onehot=C)``. A softmax output is exactly one-hot only if saturated in every row, so such input is
+    read as decisions.
+
+  Class indices and one-hot rows are *decisions*: the scores that need probabilities (AUC, and the
+  decision rules below) refuse them with an error that says so (the report gives ``auc = NaN`` and
+  warns). With class indices, ``C`` is ``num_classes`` if given, else the width of one-hot labels, else
+  the largest class seen plus one.
 - ``y``: integer labels of shape ``(N,)`` or ``(N, 1)``, or one-hot labels of shape ``(N, C)``.
 
-The predicted class is ``argmax_c y_pred[n, c]``. Two decision rules chosen on validation data (see
-``monai_imbalance.handlers.ThresholdSelector`` and ``monai_imbalance.transforms.read_decision_rule``)
+The predicted class is ``argmax_c y_pred[n, c]`` (or the given class index). Two decision rules chosen on
+validation data (see ``monai_imbalance.handlers.ThresholdSelector`` and
+``monai_imbalance.transforms.read_decision_rule``)
 may replace it: a binary ``decision_threshold`` ``t`` (class 1 iff ``y_pred[n, 1] >= t``), or
 ``class_priors`` ``pi`` for any number of classes (prior correction, ``argmax_c y_pred[n, c] / pi_c``).
 Every other score (AUC) is computed from the probabilities as they are.
@@ -40,6 +52,7 @@ MONAI workflows; ``monai_imbalance.handlers.MacroF1`` wraps it as an ignite metr
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any, Literal, NamedTuple
 
@@ -49,6 +62,7 @@ from monai.utils import convert_to_tensor
 
 __all__ = [
     "CLASSIFICATION_METRIC_NAMES",
+    "PREDICTION_FORMS",
     "ClassificationMetric",
     "MacroF1Metric",
     "accuracy",
@@ -58,8 +72,10 @@ __all__ = [
     "classification_report",
     "confusion_matrix",
     "f1_score",
+    "needs_probabilities_message",
     "precision_score",
     "predicted_classes",
+    "prediction_form",
     "recall_score",
     "roc_auc",
 ]
@@ -82,6 +98,9 @@ CLASSIFICATION_METRIC_NAMES = (
 )
 _BINARY_ONLY = frozenset({"f1_positive", "precision_positive", "recall_positive", "specificity"})
 
+#: forms of ``y_pred`` the metrics read: probabilities, or decisions (class indices, one-hot rows)
+PREDICTION_FORMS = ("probabilities", "class indices", "one-hot")
+
 _ROW_SUM_TOLERANCE = 1e-2  # loose enough for float16 softmax outputs, tight enough to catch logits
 
 
@@ -103,20 +122,65 @@ def _to_tensor(x: Any, name: str) -> torch.Tensor:
     return t.detach()
 
 
-def check_probabilities(y_pred: Any, num_classes: int | None = None) -> torch.Tensor:
+def _is_one_hot(p: torch.Tensor) -> bool:
+    """Every row exactly one-hot (values 0/1 summing to 1): decisions, not probabilities."""
+    return p.numel() > 0 and bool((((p == 0) | (p == 1)).all() & (p.sum(dim=1) == 1).all()).item())
+
+
+def prediction_form(y_pred: Any) -> str:
+    """Which of :data:`PREDICTION_FORMS` a batch-first ``y_pred`` looks like (shape and values; not validated).
+
+    ``(N,)`` or ``(N, 1)`` whole numbers: ``"class indices"``; ``(N, C)``, ``C >= 2``, every row exactly
+    one-hot: ``"one-hot"``; anything else (softmax rows, a one-channel sigmoid output): ``"probabilities"``.
+    """
+    t = _to_tensor(y_pred, "y_pred")
+    if t.ndim == 1 or (t.ndim == 2 and t.shape[1] == 1):
+        values = t.double()
+        if t.numel() and bool(torch.isfinite(values).all() and torch.equal(values, values.round())):
+            return "class indices"
+        return "probabilities"
+    if t.ndim == 2 and _is_one_hot(t):
+        return "one-hot"
+    return "probabilities"
+
+
+def needs_probabilities_message(what: str, form: str) -> str:
+    """The error text for a score that needs probabilities but was given decisions of ``form``."""
+    return (
+        f"{what} needs class probabilities, but y_pred holds class decisions ({form}, e.g. after "
+        "AsDiscreted(argmax=True) or AsDiscreted(to_onehot=C)); give it the probabilities: after "
+        "Activationsd(softmax=True) and before AsDiscreted, e.g. CopyItemsd(keys='pred', names='prob') and "
+        "output_transform=from_engine(['prob', 'label'])"
+    )
+
+
+def check_probabilities(y_pred: Any, num_classes: int | None = None, *, purpose: str = "this score") -> torch.Tensor:
     """Validate ``y_pred`` as ``(N, C)`` class probabilities and return it as a float32 tensor.
 
+    Exactly one-hot rows pass (as the probabilities 0 and 1, also of an integer dtype); see
+    :data:`PREDICTION_FORMS` for how the metrics read them. ``purpose`` names the caller in the error
+    given for class indices (e.g. ``"the prediction CSV"``).
+
     Raises:
-        TypeError: not a floating-point tensor/array.
-        ValueError: not 2D, fewer than 2 columns, ``C != num_classes``, non-finite values, or rows that
-            are not probabilities (outside ``[0, 1]`` or not summing to 1, e.g. logits).
+        TypeError: not a floating-point tensor/array (nor integer one-hot rows).
+        ValueError: not 2D, fewer than 2 columns (class indices, e.g. after ``AsDiscreted(argmax=True)``,
+            are named as such), ``C != num_classes``, non-finite values, or rows that are not probabilities
+            (outside ``[0, 1]`` or not summing to 1, e.g. logits).
     """
     p = _to_tensor(y_pred, "y_pred")
     if not torch.is_floating_point(p):
-        raise TypeError(f"y_pred must hold floating-point class probabilities, got dtype {p.dtype}")
+        if p.ndim == 2 and p.shape[1] > 1 and _is_one_hot(p):
+            p = p.float()
+        elif p.ndim <= 2 and (p.ndim == 1 or p.shape[1] == 1):
+            raise ValueError(needs_probabilities_message(purpose, "class indices"))
+        else:
+            raise TypeError(f"y_pred must hold floating-point class probabilities, got dtype {p.dtype}")
     if p.ndim != 2:
         raise ValueError(f"y_pred must have shape (N, C) with class probabilities, got shape {tuple(p.shape)}")
     if p.shape[1] < 2:
+        whole = p.numel() > 0 and bool(torch.isfinite(p).all() and torch.equal(p, p.round()))
+        if whole:
+            raise ValueError(needs_probabilities_message(purpose, "class indices"))
         raise ValueError(
             f"y_pred must have at least 2 class columns, got shape {tuple(p.shape)}; for a single sigmoid "
             "output stack it as [1 - p, p]"
@@ -135,6 +199,56 @@ def check_probabilities(y_pred: Any, num_classes: int | None = None) -> torch.Te
                 "apply softmax to the logits first (e.g. Activationsd(keys='pred', softmax=True))"
             )
     return p
+
+
+class _Predictions(NamedTuple):
+    """``y_pred`` read in one of :data:`PREDICTION_FORMS`."""
+
+    form: str
+    probabilities: torch.Tensor | None  # (N, C) float32 for "probabilities"
+    classes: torch.Tensor | None  # (N,) int64 for decisions
+    width: int | None  # C for probabilities and one-hot rows, None for class indices
+
+
+def _read_predictions(y_pred: Any, num_classes: int | None = None) -> _Predictions:
+    """Read ``y_pred`` as probabilities, class indices or one-hot rows (see the module docstring)."""
+    t = _to_tensor(y_pred, "y_pred")
+    if t.ndim == 1 or (t.ndim == 2 and t.shape[1] == 1):
+        return _Predictions("class indices", None, _class_indices(t, num_classes), None)
+    p = check_probabilities(t, num_classes)
+    if _is_one_hot(p):
+        return _Predictions("one-hot", None, p.argmax(dim=1), p.shape[1])
+    return _Predictions("probabilities", p, None, p.shape[1])
+
+
+def _class_indices(t: torch.Tensor, num_classes: int | None) -> torch.Tensor:
+    """``(N,)``/``(N, 1)`` whole non-negative numbers (below ``num_classes``) as ``(N,)`` int64."""
+    if t.dtype == torch.bool:
+        t = t.long()
+    if torch.is_floating_point(t) and not (torch.isfinite(t).all() and torch.equal(t, t.round())):
+        raise ValueError(
+            f"y_pred of shape {tuple(t.shape)} holds non-integer values: class probabilities need shape (N, C) with "
+            "at least 2 class columns (for a single sigmoid output stack it as [1 - p, p]); class indices (as after "
+            "AsDiscreted(argmax=True)) must be whole numbers"
+        )
+    classes = t.reshape(-1).long()
+    if classes.numel() and classes.min() < 0:
+        raise ValueError(f"y_pred holds negative class indices {classes[classes < 0].unique().tolist()}")
+    if num_classes is not None and classes.numel() and classes.max() >= num_classes:
+        bad = classes[classes >= num_classes].unique().tolist()
+        raise ValueError(f"y_pred class indices {bad} are outside the {num_classes} classes 0..{num_classes - 1}")
+    return classes
+
+
+def _infer_num_classes(classes: torch.Tensor, y: Any) -> int:
+    """``C`` for class-index predictions without ``num_classes``: one-hot label width, else largest class + 1."""
+    labels = _to_tensor(y, "y")
+    if labels.ndim == 2 and labels.shape[1] > 1:
+        return int(labels.shape[1])
+    top = max([int(classes.max())] if classes.numel() else [0])
+    if labels.numel() and torch.isfinite(labels.double()).all():
+        top = max(top, int(labels.double().max()))
+    return max(2, top + 1)
 
 
 def _check_labels(y: Any, num_samples: int, num_classes: int) -> torch.Tensor:
@@ -222,19 +336,38 @@ def _decide(p: torch.Tensor, rule: _Rule) -> torch.Tensor:
     return p.argmax(dim=1)
 
 
+class _Input(NamedTuple):
+    """Validated ``(y_pred, y)`` and decision rule."""
+
+    form: str
+    probabilities: torch.Tensor | None  # (N, C) float32 for "probabilities", None for decisions
+    classes: torch.Tensor | None  # (N,) int64 given decisions
+    labels: torch.Tensor  # (N,) int64
+    num_classes: int
+    rule: _Rule
+
+    def predicted(self) -> torch.Tensor:
+        """``(N,)`` predicted classes: the given decisions, or the decision rule applied to the probabilities."""
+        return self.classes if self.probabilities is None else _decide(self.probabilities, self.rule)
+
+
 def _prepare(
     y_pred: Any,
     y: Any,
     decision_threshold: float | None = None,
     class_priors: Sequence[float] | None = None,
     num_classes: int | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, _Rule]:
-    p = check_probabilities(y_pred, num_classes)
-    labels = _check_labels(y, p.shape[0], p.shape[1])
-    rule = _check_rule(decision_threshold, class_priors, p.shape[1])
-    if p.shape[0] == 0:
+) -> _Input:
+    pred = _read_predictions(y_pred, num_classes)
+    classes = pred.width or num_classes or _infer_num_classes(pred.classes, y)
+    n = pred.probabilities.shape[0] if pred.probabilities is not None else pred.classes.shape[0]
+    labels = _check_labels(y, n, classes)
+    rule = _check_rule(decision_threshold, class_priors, classes)
+    if pred.probabilities is None and (rule.threshold is not None or rule.priors is not None):
+        raise ValueError(needs_probabilities_message("a decision rule (decision_threshold or class_priors)", pred.form))
+    if n == 0:
         raise ValueError("no samples: y_pred and y are empty")
-    return p, labels, rule
+    return _Input(pred.form, pred.probabilities, pred.classes, labels, classes, rule)
 
 
 def predicted_classes(
@@ -244,18 +377,26 @@ def predicted_classes(
 
     ``argmax_c y_pred[n, c]`` by default; with a binary ``decision_threshold`` ``t``:
     ``1[y_pred[n, 1] >= t]``; with ``class_priors`` ``pi`` (training class frequencies or counts):
-    ``argmax_c y_pred[n, c] / pi_c`` (prior correction).
+    ``argmax_c y_pred[n, c] / pi_c`` (prior correction). Decisions (class indices, one-hot rows) are
+    returned as class indices; they take no decision rule.
 
     Args:
-        y_pred: ``(N, C)`` class probabilities.
+        y_pred: ``(N, C)`` class probabilities, or decisions (see :data:`PREDICTION_FORMS`).
         decision_threshold: optional binary decision threshold in ``[0, 1]``.
         class_priors: optional ``C`` positive class priors (normalised here).
 
     Returns:
         ``(N,)`` int64 tensor.
     """
-    p = check_probabilities(y_pred)
-    return _decide(p, _check_rule(decision_threshold, class_priors, p.shape[1]))
+    pred = _read_predictions(y_pred)
+    rule = _check_rule(decision_threshold, class_priors, pred.width)
+    if pred.probabilities is None:
+        if rule.threshold is not None or rule.priors is not None:
+            raise ValueError(
+                needs_probabilities_message("a decision rule (decision_threshold or class_priors)", pred.form)
+            )
+        return pred.classes
+    return _decide(pred.probabilities, rule)
 
 
 def _confusion(labels: torch.Tensor, predicted: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -264,17 +405,23 @@ def _confusion(labels: torch.Tensor, predicted: torch.Tensor, num_classes: int) 
 
 
 def confusion_matrix(
-    y_pred: Any, y: Any, decision_threshold: float | None = None, class_priors: Sequence[float] | None = None
+    y_pred: Any,
+    y: Any,
+    decision_threshold: float | None = None,
+    class_priors: Sequence[float] | None = None,
+    *,
+    num_classes: int | None = None,
 ) -> torch.Tensor:
     """``C x C`` confusion matrix ``M[true, predicted]`` (counts, int64, on the CPU).
 
     Args:
-        y_pred: ``(N, C)`` class probabilities.
+        y_pred: ``(N, C)`` class probabilities, or decisions (see :data:`PREDICTION_FORMS`).
         y: ``(N,)``/``(N, 1)`` integer labels or ``(N, C)`` one-hot labels.
         decision_threshold, class_priors: optional decision rule (see :func:`predicted_classes`).
+        num_classes: ``C`` for class-index predictions (see the module docstring); checked otherwise.
     """
-    p, labels, rule = _prepare(y_pred, y, decision_threshold, class_priors)
-    return _confusion(labels, _decide(p, rule), p.shape[1])
+    inp = _prepare(y_pred, y, decision_threshold, class_priors, num_classes)
+    return _confusion(inp.labels, inp.predicted(), inp.num_classes)
 
 
 def _per_class(cm: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -315,8 +462,8 @@ def accuracy(
     y_pred: Any, y: Any, decision_threshold: float | None = None, class_priors: Sequence[float] | None = None
 ) -> float:
     """Fraction of correctly classified samples, ``trace(M) / N``."""
-    p, labels, rule = _prepare(y_pred, y, decision_threshold, class_priors)
-    return float((_decide(p, rule) == labels).double().mean())
+    inp = _prepare(y_pred, y, decision_threshold, class_priors)
+    return float((inp.predicted() == inp.labels).double().mean())
 
 
 def balanced_accuracy(
@@ -403,8 +550,14 @@ def roc_auc(y_pred: Any, y: Any, average: Literal["macro", "none"] = "macro") ->
     ``y_pred[:, 1]``. Multiclass: the unweighted mean of the one-vs-rest AUCs of the classes with at
     least one positive and one negative sample (NaN if there is none). ``average="none"`` gives the
     ``(C,)`` one-vs-rest AUCs (NaN where undefined).
+
+    Raises:
+        ValueError: ``y_pred`` holds decisions (class indices or one-hot rows), not probabilities.
     """
-    p, labels, _ = _prepare(y_pred, y)
+    inp = _prepare(y_pred, y)
+    if inp.probabilities is None:
+        raise ValueError(needs_probabilities_message("the AUC", inp.form))
+    p, labels = inp.probabilities, inp.labels
     aucs = _per_class_auc(p, labels)
     if average == "none":
         return aucs
@@ -421,29 +574,42 @@ def classification_report(
     class_names: Sequence[str] | None = None,
     decision_threshold: float | None = None,
     class_priors: Sequence[float] | None = None,
+    *,
+    num_classes: int | None = None,
 ) -> dict[str, Any]:
     """All classification metrics as a JSON-ready dict.
 
     The decision rule (``decision_threshold`` or ``class_priors``, see :func:`predicted_classes`)
-    sets the predicted classes and so every score but the AUC.
+    sets the predicted classes and so every score but the AUC. Given decisions (class indices or
+    one-hot rows, see :data:`PREDICTION_FORMS`) the AUCs are NaN, with a warning that says so; with
+    class indices ``C`` is ``num_classes``, else the number of ``class_names``, else inferred.
 
     Returns:
-        ``{"num_samples", "num_classes", "class_names", "decision_threshold", "class_priors", "accuracy",
+        ``{"num_samples", "num_classes", "class_names", "y_pred_form", "decision_threshold", "class_priors",
+        "accuracy",
         "balanced_accuracy", "f1_macro", "precision_macro", "recall_macro", "auc",
         "confusion_matrix" (rows true, columns predicted), "per_class": {name: {"precision", "recall",
         "f1", "auc", "support"}}}``; binary problems add ``"f1_positive"``, ``"precision_positive"``,
         ``"recall_positive"`` (sensitivity) and ``"specificity"`` of class 1. Undefined values are NaN.
     """
-    p, labels, rule = _prepare(y_pred, y, decision_threshold, class_priors)
-    num_classes = p.shape[1]
+    given_names = class_names is not None and not isinstance(class_names, str)
+    if num_classes is None and given_names and _read_predictions(y_pred).form == "class indices":
+        num_classes = len(class_names)
+    inp = _prepare(y_pred, y, decision_threshold, class_priors, num_classes)
+    num_classes, labels, rule = inp.num_classes, inp.labels, inp.rule
     names = _check_class_names(class_names, num_classes)
-    cm = _confusion(labels, _decide(p, rule), num_classes)
+    cm = _confusion(labels, inp.predicted(), num_classes)
     per = _per_class(cm)
-    aucs = _per_class_auc(p, labels)
+    if inp.probabilities is None:
+        warnings.warn(needs_probabilities_message("the AUC", inp.form) + "; the report's AUC is NaN", stacklevel=2)
+        aucs = torch.full((num_classes,), math.nan, dtype=torch.float64)
+    else:
+        aucs = _per_class_auc(inp.probabilities, labels)
     report: dict[str, Any] = {
-        "num_samples": int(p.shape[0]),
+        "num_samples": int(labels.shape[0]),
         "num_classes": num_classes,
         "class_names": names,
+        "y_pred_form": inp.form,
         "decision_threshold": rule.threshold,
         "class_priors": None if rule.priors is None else rule.priors.tolist(),
         "accuracy": cm.diagonal().sum().item() / cm.sum().item(),
@@ -499,8 +665,14 @@ class ClassificationMetric(CumulativeIterationMetric):
     Args:
         metric_name: one of :data:`CLASSIFICATION_METRIC_NAMES`; the default ``"f1_macro"`` is the
             LMF paper's model-selection metric.
-        num_classes: expected number of class columns in ``y_pred`` (checked when given).
+        num_classes: expected number of class columns in ``y_pred`` (checked when given); with class-index
+            predictions the number of classes (else the one-hot label width or the largest class seen + 1).
         decision_threshold, class_priors: optional decision rule (see :func:`predicted_classes`).
+
+    ``y_pred`` may be probabilities or decisions (class indices after ``AsDiscreted(argmax=True)``,
+    one-hot rows after ``AsDiscreted(to_onehot=C)``), the same form in every batch; the form is decided
+    over all stored samples (:data:`PREDICTION_FORMS`). ``"auc"`` and the decision rules need
+    probabilities and raise an error naming the form they got.
 
     Example::
 
@@ -519,6 +691,8 @@ class ClassificationMetric(CumulativeIterationMetric):
         decision_threshold: float | None = None,
         class_priors: Sequence[float] | None = None,
     ) -> None:
+        self._label_width: int | None = None
+        self._width: int | None = None
         super().__init__()
         if metric_name not in CLASSIFICATION_METRIC_NAMES:
             raise ValueError(f"unknown metric_name {metric_name!r}; choose one of {CLASSIFICATION_METRIC_NAMES}")
@@ -532,9 +706,14 @@ class ClassificationMetric(CumulativeIterationMetric):
         self.decision_threshold = self.rule.threshold
         self.class_priors = None if self.rule.priors is None else self.rule.priors.tolist()
 
+    def reset(self) -> None:
+        super().reset()
+        self._label_width = None
+        self._width = None
+
     def __call__(self, y_pred: Any, y: Any = None, **kwargs: Any) -> Any:  # type: ignore[override]
-        """Validate and store one batch: ``y_pred`` ``(B, C)`` probabilities, ``y`` labels (see the module
-        docstring); either may also be a list of per-sample items (tensors or numbers)."""
+        """Validate and store one batch: ``y_pred`` ``(B, C)`` probabilities or decisions, ``y`` labels (see the
+        module docstring); either may also be a list of per-sample items (tensors or numbers)."""
         if y is None:
             raise ValueError(f"{type(self).__name__} needs labels y")
         return super().__call__(_to_tensor(y_pred, "y_pred"), _to_tensor(y, "y"), **kwargs)
@@ -542,29 +721,50 @@ class ClassificationMetric(CumulativeIterationMetric):
     def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor | None = None) -> list[torch.Tensor]:  # type: ignore[override]
         if y is None:
             raise ValueError("ClassificationMetric needs labels y")
-        p = check_probabilities(y_pred, self.num_classes)
-        labels = _check_labels(y, p.shape[0], p.shape[1])
-        _check_rule(self.decision_threshold, self.class_priors, p.shape[1])
-        return [p, labels]
+        pred = _read_predictions(y_pred, self.num_classes)
+        if pred.probabilities is None and (self.rule.threshold is not None or self.rule.priors is not None):
+            raise ValueError(
+                needs_probabilities_message("a decision rule (decision_threshold or class_priors)", pred.form)
+            )
+        if pred.classes is not None and pred.width is None:  # class indices: store them as a (B, 1) column
+            if y.ndim == 2 and y.shape[1] > 1:
+                self._label_width = max(self._label_width or 0, int(y.shape[1]))
+            classes = self.num_classes or _infer_num_classes(pred.classes, y)
+            labels = _check_labels(y, len(pred.classes), classes)
+            stored = pred.classes[:, None].float()
+        else:
+            stored = pred.probabilities if pred.probabilities is not None else y_pred.float()
+            labels = _check_labels(y, stored.shape[0], stored.shape[1])
+            _check_rule(self.decision_threshold, self.class_priors, stored.shape[1])
+        if self._width is not None and stored.shape[1] != self._width:
+            raise ValueError(
+                f"y_pred of shape {tuple(y_pred.shape)} ({pred.form}) does not match the earlier batches "
+                f"({self._width} column(s)); give every batch in the same form"
+            )
+        self._width = int(stored.shape[1])
+        return [stored, labels]
 
-    def _gathered(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def _gathered(self) -> _Input:
         buffers = self.get_buffer()
         if buffers is None:
             raise ValueError(f"{type(self).__name__} has no data: call it on predictions and labels first")
         p, labels = buffers
-        return p, labels
+        num_classes = self.num_classes or self._label_width
+        return _prepare(p, labels, self.decision_threshold, self.class_priors, num_classes)
 
     def aggregate(self, metric_name: str | None = None) -> float:  # type: ignore[override]
         """The scalar ``metric_name`` (default: the one given at construction) over all stored samples."""
         name = metric_name or self.metric_name
         if name not in CLASSIFICATION_METRIC_NAMES:
             raise ValueError(f"unknown metric_name {name!r}; choose one of {CLASSIFICATION_METRIC_NAMES}")
-        p, labels = self._gathered()
-        if name in _BINARY_ONLY and p.shape[1] != 2:
-            raise ValueError(f"metric {name!r} is defined for binary problems, got {p.shape[1]} classes")
+        inp = self._gathered()
+        if name in _BINARY_ONLY and inp.num_classes != 2:
+            raise ValueError(f"metric {name!r} is defined for binary problems, got {inp.num_classes} classes")
         if name == "auc":
-            return roc_auc(p, labels)
-        cm = _confusion(labels, _decide(p, self.rule), p.shape[1])
+            if inp.probabilities is None:
+                raise ValueError(needs_probabilities_message("metric 'auc'", inp.form))
+            return roc_auc(inp.probabilities, inp.labels)
+        cm = _confusion(inp.labels, inp.predicted(), inp.num_classes)
         if name == "accuracy":
             return cm.diagonal().sum().item() / cm.sum().item()
         if name == "balanced_accuracy":
@@ -573,17 +773,21 @@ class ClassificationMetric(CumulativeIterationMetric):
             tn, fp = cm[0, 0].item(), cm[0, 1].item()
             return tn / (tn + fp) if tn + fp > 0 else math.nan
         score, average = name.split("_")
-        return float(_average(_per_class(cm)[score], "binary" if average == "positive" else "macro", p.shape[1]))
+        return float(_average(_per_class(cm)[score], "binary" if average == "positive" else "macro", inp.num_classes))
 
     def report(self, class_names: Sequence[str] | None = None) -> dict[str, Any]:
         """:func:`classification_report` over all stored samples."""
-        p, labels = self._gathered()
+        buffers = self.get_buffer()
+        if buffers is None:
+            raise ValueError(f"{type(self).__name__} has no data: call it on predictions and labels first")
+        p, labels = buffers
         return classification_report(
             p,
             labels,
             class_names=class_names,
             decision_threshold=self.decision_threshold,
             class_priors=self.class_priors,
+            num_classes=self.num_classes or self._label_width,
         )
 
 
