@@ -9,8 +9,11 @@ log them and select its best checkpoint by them (``key_metric``). In a bundle co
         _target_: monai_imbalance.handlers.MacroF1
         output_transform: "$monai.handlers.from_engine(['pred', 'label'])"
 
-``pred`` must hold class probabilities (add ``Activationsd(keys='pred', softmax=True)`` to the
-evaluator's postprocessing); ``label`` may be integer labels or one-hot.
+``pred`` may hold what MONAI's post-transforms give: class probabilities (``Activationsd(keys='pred',
+softmax=True)``), class indices (``AsDiscreted(keys='pred', argmax=True)``) or one-hot rows
+(``AsDiscreted(keys='pred', argmax=True, to_onehot=C)``); ``label`` may be integer labels or one-hot. The AUC
+and the decision rules (``decision_threshold``, ``class_priors``) need probabilities and raise an error that
+says so when given decisions (see :data:`monai_imbalance.metrics.PREDICTION_FORMS`).
 """
 
 from __future__ import annotations

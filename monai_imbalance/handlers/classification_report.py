@@ -103,7 +103,9 @@ class ClassificationReportHandler(EpochHandler):
             Both rules come from validation (``monai_imbalance.handlers.ThresholdSelector``; read them
             back with ``monai_imbalance.transforms.read_decision_rule``) and are recorded in the report.
         output_transform: extracts ``(y_pred, y)`` from ``engine.state.output``; default the ``pred``
-            (class probabilities) and ``label`` entries of MONAI's engine output.
+            and ``label`` entries of MONAI's engine output. ``pred`` may be class probabilities or decisions
+            (class indices after ``AsDiscreted(argmax=True)``, one-hot rows); from decisions the report's AUCs
+            are NaN, with a warning, and ``y_pred_form`` records which it was.
         save_best_only: write only when the run's key metric is the best so far
             (``engine.state.best_metric_epoch == engine.state.epoch``), so that the report matches the
             best checkpoint of a training run; needs a ``key_metric`` on the evaluator.
