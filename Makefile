@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint install clean
+.PHONY: test demo notebooks lint install clean
 
 $(STAMP): requirements-ci.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,12 @@ test: $(STAMP)
 # DATA_DIR=<folder with dermamnist.npz> uses a local copy; without it the file is downloaded.
 demo: $(STAMP)
 	$(if $(DATA_DIR),DATA_DIR=$(DATA_DIR)) $(PY) tutorials/skin_lesion_demo.py
+
+# The tutorial notebooks, executed top to bottom with their quick settings (a few minutes each on a CPU; not part
+# of `make test`). Data: MONAI_IMBALANCE_DATA (default ../shared/data). To refresh the committed outputs, add
+# --overwrite: $(PY) -m pytest --nbmake --overwrite tutorials/*.ipynb
+notebooks: $(STAMP)
+	MONAI_IMBALANCE_TUTORIAL_QUICK=1 $(PY) -m pytest -q -p no:cacheprovider --nbmake --nbmake-timeout=900 tutorials/*.ipynb
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
