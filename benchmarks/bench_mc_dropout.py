@@ -1,25 +1,30 @@
-"""Cost of 50-sample MC-dropout inference relative to one deterministic pass (MONAI DenseNet121, 2D, CPU).
+"""Cost of 50-sample MC-dropout inference relative to one deterministic pass, with and without prefix reuse (CPU).
 
-Network: ``monai.networks.nets.DenseNet121(spatial_dims=2, in_channels=1, out_channels=5)`` with dropout
-added by ``monai_imbalance.networks.add_dropout(net, p=0.1)`` (``Dropout2d`` after every dense layer, as
-``dropout_prob=0.1`` builds it). Input: a batch of 16 random 1 x 64 x 64 images. Variants, all under
-``torch.no_grad()``:
+Networks (``torch.no_grad()``, eval mode, dropout rate 0.1):
 
-- deterministic: ``softmax(net(x))`` in eval mode (the baseline, one pass);
-- MC sequential: ``MCDropoutInferer(num_samples=50)``, one stochastic pass per forward (batch 16);
-- MC batched ``m``: ``MCDropoutInferer(num_samples=50, mc_batch_size=m)``, ``m`` passes per forward by
-  repeating the batch (batch ``16 m``), for ``m`` in ``--mc-batch-sizes``.
+- ``resnet18``: ``get_network("resnet18", dropout_prob=0.1)``, dropout before the final linear layer;
+- ``small_cnn``: ``get_network("small_cnn", dropout_prob=0.1)``, dropout before the final linear layer;
+- ``densenet121``: ``get_network("densenet121", dropout_prob=0.1)``, dropout after every dense layer (as
+  ``DenseNet121(dropout_prob=0.1)``), so only the stem and the first dense layer's convolutions are reusable;
+- ``unet3d``: MONAI ``UNet(spatial_dims=3, channels=(16, 32, 64, 128), strides=(2, 2, 2), num_res_units=2,
+  dropout=0.1)``: dropout in every unit, the first one right after the first convolution.
 
-Method: every repetition times each variant once (the deterministic baseline as the median of
-``--baseline-passes`` passes), in a shuffled order; the ratio of a repetition is the variant's time over the
-deterministic time in that repetition; the table gives median times and median
-ratios after one warm-up repetition. The ideal ratio of any 50-pass method is 50; below 50 means the
-batched forward amortises per-call overhead, above 50 means the MC bookkeeping (or memory traffic of the
-larger batch) costs extra.
+2D networks get a batch of ``--batch`` random 1 x ``--size`` x ``--size`` images, the 3D UNet
+``--batch-3d`` volumes of 1 x ``--size-3d`` cubed voxels. Variants per network:
 
-Run::
+- deterministic: ``net(x)`` in eval mode (the baseline, one pass; median of ``--baseline-passes`` passes);
+- MC full passes: ``MCDropoutInferer(50, mc_batch_size=m, reuse_prefix=False)``;
+- MC prefix reuse: ``MCDropoutInferer(50, mc_batch_size=m)`` (the default).
 
-    .venv/bin/python benchmarks/bench_mc_dropout.py          # --reps 3 --threads 1 --mc-batch-sizes 5 10 25
+Method: every repetition times each variant once, in a shuffled order; a repetition's ratio is the variant's time
+over the deterministic time of the same repetition; the table gives medians (and min-max) after one warm-up
+repetition. The warm-up of prefix reuse also traces and checks the split, once per network (reported as
+"one-off"). Ideal ratios: 50 for full passes; for prefix reuse 1 plus 50 times the share of the network after the
+first dropout.
+
+Run (about 4 minutes on one core)::
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_mc_dropout.py
 """
 
 from __future__ import annotations
@@ -33,12 +38,39 @@ from collections.abc import Callable
 
 import monai
 import torch
-from monai.networks.nets import DenseNet121
+from monai.networks.nets import UNet
+from torch import nn
 
 from monai_imbalance.inferers import MCDropoutInferer
-from monai_imbalance.networks import add_dropout
+from monai_imbalance.inferers.prefix_reuse import split_at_first_dropout
+from monai_imbalance.networks import get_network
+from monai_imbalance.networks.dropout import mc_dropout_mode
 
 NUM_SAMPLES = 50
+P = 0.1
+
+
+def _networks(args: argparse.Namespace) -> dict[str, tuple[nn.Module, torch.Tensor]]:
+    torch.manual_seed(0)
+    image = torch.randn(args.batch, 1, args.size, args.size)
+    volume = torch.randn(args.batch_3d, 1, args.size_3d, args.size_3d, args.size_3d)
+    builders: dict[str, tuple[Callable[[], nn.Module], torch.Tensor]] = {
+        "resnet18": (lambda: get_network("resnet18", in_channels=1, out_channels=5, dropout_prob=P), image),
+        "small_cnn": (lambda: get_network("small_cnn", in_channels=1, out_channels=5, dropout_prob=P), image),
+        "densenet121": (lambda: get_network("densenet121", in_channels=1, out_channels=5, dropout_prob=P), image),
+        "unet3d": (
+            lambda: UNet(3, 1, 2, channels=(16, 32, 64, 128), strides=(2, 2, 2), num_res_units=2, dropout=P),
+            volume,
+        ),
+    }
+    return {name: (build().eval(), x) for name, (build, x) in builders.items() if name in args.networks}
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    with torch.no_grad():
+        fn()
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -47,71 +79,66 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--mc-batch-sizes", type=int, nargs="+", default=[5, 10, 25])
+    parser.add_argument("--batch-3d", type=int, default=2)
+    parser.add_argument("--size-3d", type=int, default=32)
+    parser.add_argument("--mc-batch-size", type=int, default=10, help="passes per forward (the bundles' default)")
     parser.add_argument("--baseline-passes", type=int, default=5)
+    parser.add_argument(
+        "--networks", nargs="+", default=["resnet18", "small_cnn", "densenet121", "unet3d"], help="subset to run"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    net = add_dropout(DenseNet121(spatial_dims=2, in_channels=1, out_channels=5), p=0.1).eval()
-    x = torch.randn(args.batch, 1, args.size, args.size)
-
-    def deterministic() -> torch.Tensor:
-        return torch.softmax(net(x), dim=1)
-
-    variants: dict[str, Callable[[], torch.Tensor]] = {
-        "deterministic (1 pass)": deterministic,
-        "MC sequential (50 x batch 16)": lambda: MCDropoutInferer(NUM_SAMPLES, seed=0)(x, net),
-    }
-    for m in args.mc_batch_sizes:
-        inferer = MCDropoutInferer(NUM_SAMPLES, mc_batch_size=m, seed=0)
-        variants[f"MC batched, mc_batch_size={m} (batch {m * args.batch})"] = lambda inferer=inferer: inferer(x, net)
-
-    def timed(fn: Callable[[], torch.Tensor]) -> tuple[float, float]:
-        """(wall-clock seconds, CPU seconds of this process) of one call."""
-        wall, cpu = time.perf_counter(), time.process_time()
-        with torch.no_grad():
-            fn()
-        return time.perf_counter() - wall, time.process_time() - cpu
-
-    def baseline_time() -> tuple[float, float]:
-        # the one-pass baseline is short and the CPU may be shared: median of a few passes
-        passes = [timed(deterministic) for _ in range(args.baseline_passes)]
-        return statistics.median(p[0] for p in passes), statistics.median(p[1] for p in passes)
-
-    baseline = "deterministic (1 pass)"
-    ratios: dict[str, dict[str, list[float]]] = {name: {"wall": [], "cpu": []} for name in variants}
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    for rep in range(args.reps + 1):
-        order = list(variants)
-        random.Random(rep).shuffle(order)
-        measured = {name: baseline_time() if name == baseline else timed(variants[name]) for name in order}
-        if rep == 0:
-            continue  # warm-up
-        for name, (wall, cpu) in measured.items():
-            times[name].append(wall)
-            ratios[name]["wall"].append(wall / measured[baseline][0])
-            ratios[name]["cpu"].append(cpu / measured[baseline][1])
-
-    def cell(values: list[float], name: str) -> str:
-        text = f"{statistics.median(values):.1f}"
-        return text if name == baseline else f"{text} ({min(values):.1f}-{max(values):.1f})"
-
     print(
         f"monai {monai.__version__}, torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-        f"{args.threads} thread(s), DenseNet121 2D, batch {args.batch} x 1 x {args.size} x {args.size}, "
-        f"{NUM_SAMPLES} MC samples, {args.reps} repetitions after 1 warm-up"
+        f"{args.threads} thread(s), {NUM_SAMPLES} MC samples, mc_batch_size={args.mc_batch_size}, "
+        f"{args.reps} repetitions after 1 warm-up; 2D input {args.batch} x 1 x {args.size} x {args.size}, "
+        f"3D input {args.batch_3d} x 1 x {args.size_3d}^3"
     )
     print()
     print(
-        "| variant | median wall time (s) | wall-time ratio to one deterministic pass, median (min-max) "
-        "| CPU-time ratio, median (min-max) | CPU-time ratio / 50 |"
+        "| network | deterministic pass (s) | MC full passes: ratio to one pass, median (min-max) "
+        "| MC prefix reuse: ratio, median (min-max) | speed-up of reuse | reused part | one-off trace + check (s) |"
     )
-    print("|---|---|---|---|---|")
-    for name in variants:
-        per_pass = "" if name == baseline else f"{statistics.median(ratios[name]['cpu']) / NUM_SAMPLES:.2f}"
+    print("|---|---|---|---|---|---|---|")
+    for name, (net, x) in _networks(args).items():
+        full = MCDropoutInferer(NUM_SAMPLES, mc_batch_size=args.mc_batch_size, seed=0, reuse_prefix=False)
+        reuse = MCDropoutInferer(NUM_SAMPLES, mc_batch_size=args.mc_batch_size, seed=0)
+        variants = {"full": lambda full=full, net=net, x=x: full(x, net), "reuse": lambda r=reuse, n=net, x=x: r(x, n)}
+        ratios: dict[str, list[float]] = {"full": [], "reuse": []}
+        baselines: list[float] = []
+        warm_up_reuse = 0.0
+        for rep in range(args.reps + 1):
+            order = ["baseline", *variants]
+            random.Random(rep).shuffle(order)
+            measured = {}
+            for variant in order:
+                if variant == "baseline":  # short and the CPU may be shared: median of a few passes
+                    measured[variant] = statistics.median(
+                        _timed(lambda net=net, x=x: net(x)) for _ in range(args.baseline_passes)
+                    )
+                else:
+                    measured[variant] = _timed(variants[variant])
+            if rep == 0:
+                warm_up_reuse = measured["reuse"]
+                continue
+            baselines.append(measured["baseline"])
+            for variant in variants:
+                ratios[variant].append(measured[variant] / measured["baseline"])
+        with mc_dropout_mode(net):  # the cached split, for the table
+            split = split_at_first_dropout(net)
+        reused = (
+            split if isinstance(split, str) else f"{split.prefix_nodes} operations, cut before `{split.cut_before}`"
+        )
+        one_off = warm_up_reuse - statistics.median(ratios["reuse"]) * statistics.median(baselines)
+
+        def cell(values: list[float]) -> str:
+            return f"{statistics.median(values):.1f} ({min(values):.1f}-{max(values):.1f})"
+
+        speed_up = statistics.median(f / r for f, r in zip(ratios["full"], ratios["reuse"], strict=True))
         print(
-            f"| {name} | {statistics.median(times[name]):.3f} | {cell(ratios[name]['wall'], name)} "
-            f"| {cell(ratios[name]['cpu'], name)} | {per_pass} |"
+            f"| {name} | {statistics.median(baselines):.3f} | {cell(ratios['full'])} | {cell(ratios['reuse'])} "
+            f"| {speed_up:.1f}x | {reused} | {one_off:.2f} |",
+            flush=True,
         )
 
 

@@ -187,12 +187,15 @@ class MCDropoutInferer(Inferer):
         batch = inputs.shape[0]
         while done < self.num_samples:
             m = min(self.mc_batch_size, self.num_samples - done)
-            if m == 1:
-                x = inputs
+            if m > 1 and isinstance(network, PrefixReuse) and type(self.inferer) is SimpleInferer:
+                out = network(inputs, copies=m)  # repeats the prefix's outputs, not the input
             else:
-                x = inputs.as_tensor() if isinstance(inputs, MetaTensor) else inputs
-                x = x.repeat(m, *([1] * (x.ndim - 1)))
-            out = self.inferer(x, network, *args, **kwargs)
+                if m == 1:
+                    x = inputs
+                else:
+                    x = inputs.as_tensor() if isinstance(inputs, MetaTensor) else inputs
+                    x = x.repeat(m, *([1] * (x.ndim - 1)))
+                out = self.inferer(x, network, *args, **kwargs)
             if not isinstance(out, torch.Tensor):
                 raise TypeError(
                     f"MCDropoutInferer needs a tensor output from the network/inferer, got {type(out).__name__} "

@@ -91,6 +91,9 @@ _RANDOM_METHODS = frozenset(
     | {"geometric_", "multinomial"}
 )
 
+#: elements of a sample that enter its fingerprint
+_FINGERPRINT_SIZE = 2048
+
 #: default bound on the memory of remembered prefix outputs (and their inputs) in one ``predict`` call
 DEFAULT_CACHE_LIMIT_BYTES = 1 << 30
 
@@ -283,22 +286,29 @@ class PrefixReuse:
         self.stored_bytes = 0
         self.prefix_samples = 0  #: samples the prefix has run on (reused: fewer than the passes times the batch)
         self._rows: dict[float, list[tuple[torch.Tensor, tuple[torch.Tensor, ...]]]] = {}
-        self._projection: torch.Tensor | None = None
+        self._projection: tuple[tuple[int, torch.device], torch.Tensor, torch.Tensor] | None = None
 
     @property
     def active(self) -> bool:
         """Whether the split passed its check (before the first call: whether it is still to be checked)."""
         return self.split.checked in (None, True)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, copies: int = 1) -> torch.Tensor:
+        """``network(x)``; ``copies > 1``: ``network(x.repeat(copies, ...))`` with the prefix run on ``x`` alone."""
         if self.split.checked is None:
             self._check(x)
         if self.split.checked is True:
             try:
-                return self.split.suffix(*self._prefix_outputs(_plain(x)))
+                values = self._prefix_outputs(_plain(x))
+                if copies > 1:
+                    values = tuple(v.repeat(copies, *([1] * (v.ndim - 1))) for v in values)
+                return self.split.suffix(*values)
             except _NotExact as e:  # the prefix drew nothing, so a full pass from here on stays exact
                 self.split.checked = str(e)
                 logger.debug("MC dropout: %s runs full passes: %s", type(self.network).__name__, e)
+        if copies > 1:
+            x = _plain(x)
+            x = x.repeat(copies, *([1] * (x.ndim - 1)))
         return self.network(x)
 
     def _check(self, x: torch.Tensor) -> None:
@@ -336,12 +346,20 @@ class PrefixReuse:
             _restore(before)
 
     def _fingerprints(self, x: torch.Tensor) -> list[float]:
+        """One number per sample: a fixed random projection of at most ``_FINGERPRINT_SIZE`` evenly spaced elements.
+
+        Only a first filter: a sample's stored prefix output is used only after an exact comparison.
+        """
         flat = x.reshape(x.shape[0], -1)
         size = flat.shape[1]
-        if self._projection is None or self._projection.numel() != size or self._projection.device != x.device:
+        if self._projection is None or self._projection[0] != (size, x.device):
             generator = torch.Generator().manual_seed(0)  # its own generator: the MC random state is untouched
-            self._projection = torch.rand(size, generator=generator, dtype=torch.float64).to(x.device)
-        return (flat.double() * self._projection).sum(dim=1).tolist()
+            count = min(size, _FINGERPRINT_SIZE)
+            positions = torch.linspace(0, size - 1, count).round().long().to(x.device)
+            weights = torch.rand(count, generator=generator, dtype=torch.float64).to(x.device)
+            self._projection = ((size, x.device), positions, weights)
+        _, positions, weights = self._projection
+        return (flat[:, positions].double() * weights).sum(dim=1).tolist()
 
     def _lookup(self, key: float, sample: torch.Tensor) -> tuple[torch.Tensor, ...] | None:
         for stored, values in self._rows.get(key, ()):
