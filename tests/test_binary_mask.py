@@ -28,11 +28,14 @@ def masks(tmp_path: Path) -> dict[str, np.ndarray]:
     return {"a": a, "b": b, "c": c}
 
 
-def test_single_png_gives_zero_one_mask_in_row_major_orientation(tmp_path: Path, masks):
+# the loaders give (1, W, H), MONAI's orientation: expected rows-first arrays are compared as out[0].T
+def test_single_png_gives_zero_one_mask_in_monai_orientation(tmp_path: Path, masks):
     out = LoadBinaryMask()(tmp_path / "a.png")
     assert isinstance(out, MetaTensor)
-    assert out.shape == (1, 5, 7) and out.dtype == torch.float32
-    np.testing.assert_array_equal(out[0].numpy(), (masks["a"] > 0).astype(np.float32))
+    assert out.shape == (1, 7, 5) and out.dtype == torch.float32  # (1, W, H), as LoadImaged reads the picture
+    np.testing.assert_array_equal(out[0].numpy(), (masks["a"] > 0).astype(np.float32).T)
+    display = LoadBinaryMask(reverse_indexing=False)(tmp_path / "a.png")  # the order of versions 0.1.x
+    np.testing.assert_array_equal(display[0].numpy(), (masks["a"] > 0).astype(np.float32))
     assert out.meta["filename_or_obj"] == str(tmp_path / "a.png")
     # same orientation and size as the project's image loader
     assert LoadImageOrArray()(tmp_path / "a.png").shape == out.shape
@@ -42,7 +45,7 @@ def test_union_of_instance_masks(tmp_path: Path, masks):
     paths = [str(tmp_path / f"{n}.png") for n in "abc"]
     out = LoadBinaryMask()(paths)
     expected = (masks["a"] > 0) | (masks["b"] > 0) | (masks["c"] > 0)
-    np.testing.assert_array_equal(out[0].numpy(), expected.astype(np.float32))
+    np.testing.assert_array_equal(out[0].numpy().T, expected.astype(np.float32))
     assert out.meta["filename_or_obj"] == str(tmp_path)
     assert out.meta["num_masks"] == 3
     assert out.max() == 1  # overlapping masks do not add up
@@ -67,7 +70,7 @@ def test_gif_masks_with_any_palette(tmp_path: Path, masks):
     Image.fromarray(masks["a"]).convert("1").save(tmp_path / "bilevel.gif")
     for name in ("plain.gif", "inverted.gif", "bilevel.gif"):
         out = LoadBinaryMask()(tmp_path / name)
-        np.testing.assert_array_equal(out[0].numpy(), (masks["a"] > 0).astype(np.float32), err_msg=name)
+        np.testing.assert_array_equal(out[0].numpy().T, (masks["a"] > 0).astype(np.float32), err_msg=name)
 
 
 def test_colour_mask_counts_any_coloured_pixel(tmp_path: Path, masks):
@@ -75,8 +78,8 @@ def test_colour_mask_counts_any_coloured_pixel(tmp_path: Path, masks):
     rgb[..., 0] = masks["a"]  # red lesion
     Image.fromarray(rgb).save(tmp_path / "red.png")
     out = LoadBinaryMask()(tmp_path / "red.png")
-    assert out.shape == (1, 5, 7)
-    np.testing.assert_array_equal(out[0].numpy(), (masks["a"] > 0).astype(np.float32))
+    assert out.shape == (1, 7, 5)
+    np.testing.assert_array_equal(out[0].numpy().T, (masks["a"] > 0).astype(np.float32))
 
 
 def test_dictionary_version_and_dtype(tmp_path: Path, masks):
@@ -91,13 +94,13 @@ def test_dictionary_version_and_dtype(tmp_path: Path, masks):
 
 def test_transform_pickles_for_dataloader_workers(tmp_path: Path, masks):
     restored = pickle.loads(pickle.dumps(LoadBinaryMaskd(keys="label")))
-    assert restored({"label": tmp_path / "a.png"})["label"].shape == (1, 5, 7)
+    assert restored({"label": tmp_path / "a.png"})["label"].shape == (1, 7, 5)
 
 
 def test_bad_input_names_the_problem(tmp_path: Path, masks):
     load = LoadBinaryMask()
     Image.fromarray(np.zeros((6, 7), np.uint8)).save(tmp_path / "taller.png")
-    with pytest.raises(ValueError, match=r"taller\.png has spatial size \(6, 7\), but .*a\.png has \(5, 7\)"):
+    with pytest.raises(ValueError, match=r"taller\.png has spatial size \(7, 6\), but .*a\.png has \(7, 5\)"):
         load([tmp_path / "a.png", tmp_path / "taller.png"])
     with pytest.raises(FileNotFoundError, match=r"mask file not found: .*missing\.png"):
         load([tmp_path / "a.png", tmp_path / "missing.png"])
@@ -115,12 +118,12 @@ def test_background_stored_as_one_is_not_foreground(tmp_path: Path, masks):
     noisy = np.where(masks["a"] > 0, 255, 1).astype(np.uint8)
     Image.fromarray(noisy).save(tmp_path / "noisy.png")
     out = LoadBinaryMask()(tmp_path / "noisy.png")
-    np.testing.assert_array_equal(out[0].numpy(), (masks["a"] > 0).astype(np.float32))
+    np.testing.assert_array_equal(out[0].numpy().T, (masks["a"] > 0).astype(np.float32))
     assert 0 < float(out.mean()) < 1
     # the same for the union of DSB instance masks
     Image.fromarray(np.where(masks["b"] > 0, 255, 1).astype(np.uint8)).save(tmp_path / "noisy_b.png")
     union = LoadBinaryMask()([tmp_path / "noisy.png", tmp_path / "noisy_b.png"])
-    np.testing.assert_array_equal(union[0].numpy(), ((masks["a"] > 0) | (masks["b"] > 0)).astype(np.float32))
+    np.testing.assert_array_equal(union[0].numpy().T, ((masks["a"] > 0) | (masks["b"] > 0)).astype(np.float32))
 
 
 @pytest.mark.parametrize(
@@ -146,10 +149,10 @@ def test_zero_one_and_explicit_thresholds(tmp_path: Path, masks):
     zero_one = (masks["a"] > 0).astype(np.uint8)
     Image.fromarray(zero_one).save(tmp_path / "zero_one.png")
     expected = zero_one.astype(np.float32)
-    np.testing.assert_array_equal(LoadBinaryMask()(tmp_path / "zero_one.png")[0].numpy(), expected)
+    np.testing.assert_array_equal(LoadBinaryMask()(tmp_path / "zero_one.png")[0].numpy().T, expected)
     grades = np.where(masks["a"] > 0, 200, 60).astype(np.uint8)
     out = LoadBinaryMask(mask_threshold=100)(grades)
-    np.testing.assert_array_equal(out[0].numpy(), expected)
+    np.testing.assert_array_equal(out[0].numpy().T, expected)
     assert float(LoadBinaryMaskd(keys="m", mask_threshold=0)({"m": grades})["m"].mean()) == 1.0  # any non-zero
     with pytest.raises(ValueError, match="mask_threshold must be a finite number"):
         LoadBinaryMask(mask_threshold=float("nan"))

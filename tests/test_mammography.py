@@ -21,6 +21,7 @@ from monai_imbalance.transforms import (
 from monai_imbalance.transforms.mammography import apply_window, percentile_normalise
 
 PIXELS = (np.arange(8 * 6).reshape(8, 6) * 80).astype(np.uint16)  # 0 .. 3760, 12-bit
+# LoadImageOrArray gives DICOM as (C, Columns, Rows), like MONAI: outputs are compared as out[0].T
 
 
 def linear_window(x, c, w):
@@ -63,7 +64,7 @@ def test_percentile_normalise_matches_numpy():
 def test_window_tags_are_applied(tmp_path):
     path = write_dicom(tmp_path / "w.dcm", PIXELS, WindowCenter=2000, WindowWidth=1001)
     out = MammogramIntensity()(load(path))
-    np.testing.assert_allclose(out[0].numpy(), linear_window(PIXELS, 2000, 1001), atol=1e-6)
+    np.testing.assert_allclose(out[0].numpy().T, linear_window(PIXELS, 2000, 1001), atol=1e-6)
     assert out.meta["intensity_normalisation"] == "window"
     assert out.meta["inverted"] is False
     assert not any(len(k) == 8 and k.isalnum() and k.upper() == k for k in out.meta if isinstance(k, str))
@@ -82,17 +83,17 @@ def test_rescale_then_window_then_monochrome1_inversion(tmp_path):
     )
     out = MammogramIntensity()(load(path))
     expected = 1.0 - np.clip((2.0 * PIXELS - 100 - 3000) / 2001 + 0.5, 0, 1)
-    np.testing.assert_allclose(out[0].numpy(), expected, atol=1e-6)
+    np.testing.assert_allclose(out[0].numpy().T, expected, atol=1e-6)
     assert out.meta["inverted"] is True
     second = MammogramIntensity(voi_index=1)(load(path))
-    np.testing.assert_allclose(second[0].numpy(), 1 - np.clip((2.0 * PIXELS - 100 - 100) / 50 + 0.5, 0, 1), atol=1e-6)
+    np.testing.assert_allclose(second[0].numpy().T, 1 - np.clip((2.0 * PIXELS - 100 - 100) / 50 + 0.5, 0, 1), atol=1e-6)
 
 
 def test_monochrome1_without_window_is_percentile_normalised_and_inverted(tmp_path):
     path = write_dicom(tmp_path / "p.dcm", PIXELS, photometric="MONOCHROME1")
     out = MammogramIntensity(percentiles=(1, 99))(load(path))
     lo, hi = np.percentile(PIXELS.astype(np.float64), [1, 99])
-    np.testing.assert_allclose(out[0].numpy(), 1 - np.clip((PIXELS - lo) / (hi - lo), 0, 1), atol=1e-5)
+    np.testing.assert_allclose(out[0].numpy().T, 1 - np.clip((PIXELS - lo) / (hi - lo), 0, 1), atol=1e-5)
     assert out.meta["intensity_normalisation"] == "percentile"
     # the brightest stored value is displayed darkest
     assert out[0, 0, 0] == 1.0 and out[0, -1, -1] == 0.0
@@ -104,7 +105,7 @@ def test_voi_lut_sequence_is_preferred_over_the_window(tmp_path):
     lut.LUTData = np.arange(4095, -1, -1, dtype=np.uint16).tobytes()  # an inverting table
     path = write_dicom(tmp_path / "lut.dcm", PIXELS, VOILUTSequence=[lut], WindowCenter=100, WindowWidth=10)
     out = MammogramIntensity()(load(path))
-    np.testing.assert_allclose(out[0].numpy(), (4095 - PIXELS) / 4095, atol=1e-6)
+    np.testing.assert_allclose(out[0].numpy().T, (4095 - PIXELS) / 4095, atol=1e-6)
     assert out.meta["intensity_normalisation"] == "voi_lut"
     windowed = MammogramIntensity(voi="window")(load(path))
     assert windowed.meta["intensity_normalisation"] == "window"

@@ -62,7 +62,7 @@ def test_auto_uses_the_datalists_true_repeats():
     first = ds[0]
     assert first[REPEAT_UNIT_KEY] == "v1/L" and first["patient_id"] == "p1"
     assert first["image"].shape == (1, 12, 12)
-    assert torch.equal(first["image"][0], torch.as_tensor(items[0]["image"]).float())
+    assert torch.equal(first["image"][0], torch.as_tensor(items[0]["image"]).float().T)  # (1, W, H), MONAI's order
     assert REPEAT_UNIT_KEY not in items[0]  # the user's datalist is not modified
     # the ids that a RepeatabilityHandler reads from the batches group the two p1/v1/L images
     batch = next(iter(DataLoader(ds, batch_size=5)))
@@ -95,7 +95,7 @@ def test_strength_scales_every_perturbation_and_zero_gives_the_original():
     assert p["max_zoom"] == pytest.approx(0.06) and p["noise_std"] == pytest.approx(0.04)
     assert p["gamma_range"] == pytest.approx((0.8, 1.2))
     still = RepeatEvaluationDataset(_items(False), LOAD, FINAL, repeats="simulate", simulation={"strength": 0})
-    original = torch.as_tensor(_items(False)[0]["image"]).float()
+    original = torch.as_tensor(_items(False)[0]["image"]).float().T  # the loader gives MONAI's (1, W, H)
     for i in (0, 1):
         torch.testing.assert_close(still[i]["image"][0], original, atol=1e-3, rtol=0)
 

@@ -145,7 +145,9 @@ def test_dsb2018_folders_and_npz_load_to_the_same_tensors(dsb_tree, dsb_arrays):
             from_arrays = t(from_arrays)
         assert from_files["label"].shape == (1, 256, 256)
         torch.testing.assert_close(from_files["label"].as_tensor(), from_arrays["label"].as_tensor())
-        np.testing.assert_array_equal(from_files["label"][0].numpy(), (dsb_arrays["masks"][k] > 0).astype(np.float32))
+        # MONAI's orientation: (1, W, H), the transpose of the rows-first npz array
+        expected = (dsb_arrays["masks"][k] > 0).astype(np.float32).T
+        np.testing.assert_array_equal(from_files["label"][0].numpy(), expected)
         torch.testing.assert_close(from_files["image"].as_tensor(), from_arrays["image"].as_tensor(), atol=1e-3, rtol=0)
 
 
@@ -247,8 +249,8 @@ def test_isic_task1_pairs_inputs_with_segmentation_masks(isic_tree):
         assert Path(item["label"]).name == f"{item['id']}_segmentation.png"
         loaded = LoadBinaryMaskd(keys="label")(LoadImageOrArrayd(keys="image")(item))
         h, w = masks[item["id"]].shape
-        assert loaded["image"].shape == (3, h, w)
-        np.testing.assert_array_equal(loaded["label"][0].numpy(), masks[item["id"]] > 0)
+        assert loaded["image"].shape == (3, w, h)  # MONAI's orientation: columns (x) first
+        np.testing.assert_array_equal(loaded["label"][0].numpy(), masks[item["id"]].T > 0)
     splits = load_segmentation_datalists("isic2018_task1", root, seed=0)
     assert (len(splits["train"]), len(splits["test"])) == (4, 1)
 
@@ -321,10 +323,10 @@ def test_drive_pairs_images_annotations_and_field_of_view(tmp_path: Path):
         for t in load:
             item = t(item)
         arrays = {**train, **test}[item["id"]]
-        assert item["image"].shape == (3, 20, 24)
-        np.testing.assert_array_equal(item["image"].numpy(), np.moveaxis(arrays["image"], -1, 0))
-        np.testing.assert_array_equal(item["label"][0].numpy(), arrays["label"] > 0)
-        np.testing.assert_array_equal(item["mask"][0].numpy(), arrays["mask"] > 0)
+        assert item["image"].shape == (3, 24, 20)  # MONAI's orientation: columns (x) first
+        np.testing.assert_array_equal(item["image"].numpy(), np.moveaxis(arrays["image"], -1, 0).swapaxes(1, 2))
+        np.testing.assert_array_equal(item["label"][0].numpy(), arrays["label"].T > 0)
+        np.testing.assert_array_equal(item["mask"][0].numpy(), arrays["mask"].T > 0)
     splits = load_segmentation_datalists("drive", tmp_path, source_split="test", fractions=None)
     assert [it["id"] for it in splits["all"]] == ["01_test", "02_test"]
 

@@ -25,11 +25,15 @@ def test_png_on_disk_equals_array_rgb(tmp_path, rgb):
     Image.fromarray(rgb).save(tmp_path / "x.png")
     load = LoadImageOrArray()
     from_file, from_array = load(str(tmp_path / "x.png")), load(rgb)
-    assert from_file.shape == from_array.shape == (3, 5, 7)
+    assert from_file.shape == from_array.shape == (3, 7, 5)
     assert from_file.dtype == from_array.dtype == torch.float32
     assert torch.equal(from_file.as_tensor(), from_array.as_tensor())
-    # display orientation: row r, column c, channel k of the picture
-    assert from_file[2, 4, 6].item() == rgb[4, 6, 2]
+    # MONAI's orientation: channel k, column c (x), row r (y) of the picture
+    assert from_file[2, 6, 4].item() == rgb[4, 6, 2]
+    # the display order of versions 0.1.x on request
+    old = LoadImageOrArray(reverse_indexing=False)
+    assert torch.equal(old(str(tmp_path / "x.png")).as_tensor(), from_file.as_tensor().transpose(1, 2))
+    assert torch.equal(old(rgb).as_tensor(), from_file.as_tensor().transpose(1, 2))
 
 
 def test_real_knee_png_equals_its_array(shared_data):
@@ -58,18 +62,19 @@ def test_tiff_16bit_and_nifti_equal_their_arrays(tmp_path):
     Image.fromarray(grey).save(tmp_path / "g.tif")
     nib.save(nib.Nifti1Image(grey.astype(np.float32), np.eye(4)), tmp_path / "g.nii.gz")
     load = LoadImageOrArray()
-    expected = torch.as_tensor(grey.astype(np.float32))[None]
-    assert torch.equal(load(tmp_path / "g.tif").as_tensor(), expected)
-    assert torch.equal(load(tmp_path / "g.nii.gz").as_tensor(), expected)
-    assert torch.equal(load(grey).as_tensor(), expected)
+    picture = torch.as_tensor(grey.astype(np.float32)).T[None]  # a picture: columns (x) first, as MONAI reads it
+    assert torch.equal(load(tmp_path / "g.tif").as_tensor(), picture)
+    assert torch.equal(load(grey).as_tensor(), picture)
+    # NIfTI keeps its voxel axes (MONAI's NibabelReader): the array's first axis is the file's first axis
+    assert torch.equal(load(tmp_path / "g.nii.gz").as_tensor(), torch.as_tensor(grey.astype(np.float32))[None])
 
 
 def test_dicom_rows_columns_and_tag_handling(tmp_path):
     pixels = np.arange(4 * 6, dtype=np.uint16).reshape(4, 6) * 100
     path = write_dicom(tmp_path / "m.dcm", pixels, WindowCenter=500, WindowWidth=300)
     plain = LoadImageOrArray()(path)
-    assert plain.shape == (1, 4, 6)
-    assert torch.equal(plain.as_tensor(), torch.as_tensor(pixels.astype(np.float32))[None])
+    assert plain.shape == (1, 6, 4)  # (C, Columns, Rows), MONAI's PydicomReader(swap_ij=True)
+    assert torch.equal(plain.as_tensor(), torch.as_tensor(pixels.astype(np.float32)).T[None])
     assert "00281050" not in plain.meta  # header dropped by default
     tagged = LoadImageOrArray(dicom_tags=True)(path)
     assert tagged.meta["00281050"]["Value"] == [500.0]
@@ -87,10 +92,10 @@ def test_dicoms_with_different_headers_collate_into_one_batch(tmp_path):
 def test_channel_conversion(rgb):
     grey = LoadImageOrArray(channels=1)(rgb)
     luma = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
-    assert grey.shape == (1, 5, 7)
-    np.testing.assert_allclose(grey[0].numpy(), luma, rtol=1e-5)
+    assert grey.shape == (1, 7, 5)
+    np.testing.assert_allclose(grey[0].numpy(), luma.T, rtol=1e-5)
     three = LoadImageOrArray(channels=3)(rgb[..., 0])
-    assert three.shape == (3, 5, 7)
+    assert three.shape == (3, 7, 5)
     assert torch.equal(three[0], three[2])
     rgba = np.concatenate([rgb, np.full((5, 7, 1), 9, np.uint8)], axis=-1)
     assert torch.equal(LoadImageOrArray(channels=3)(rgba).as_tensor(), LoadImageOrArray()(rgb).as_tensor())
@@ -102,7 +107,7 @@ def test_volume_and_explicit_channel_dim():
     volume = np.zeros((10, 6, 6), dtype=np.uint8)
     assert LoadImageOrArray()(volume).shape == (1, 10, 6, 6)  # last axis 6 > 4: (D, H, W)
     assert LoadImageOrArray(array_channel_dim=None)(np.zeros((6, 6, 3))).shape == (1, 6, 6, 3)
-    assert LoadImageOrArray(array_channel_dim=0)(np.zeros((2, 6, 5))).shape == (2, 6, 5)
+    assert LoadImageOrArray(array_channel_dim=0)(np.zeros((2, 6, 5))).shape == (2, 5, 6)  # a 2-D picture
 
 
 def test_jpeg_draft_decodes_large_mammogram_small(shared_data):
@@ -110,14 +115,17 @@ def test_jpeg_draft_decodes_large_mammogram_small(shared_data):
     small = LoadImageOrArray(draft_size=256)(path)
     assert small.shape[0] == 3
     assert 256 <= min(small.shape[1:]) < 1024
-    assert small.shape[1] > small.shape[2]  # portrait kept: rows > columns
+    assert small.shape[1] < small.shape[2]  # portrait kept: width (first spatial axis) < height
 
 
 def test_picture_reader_reports_array_order_spatial_shape(tmp_path, rgb):
     Image.fromarray(rgb).save(tmp_path / "x.png")
     reader = PictureReader()
     _, meta = reader.get_data(reader.read(tmp_path / "x.png"))
-    assert tuple(meta["spatial_shape"]) == (5, 7)
+    assert tuple(meta["spatial_shape"]) == (7, 5)  # (width, height), the order of the array
+    display = PictureReader(reverse_indexing=False)
+    data, meta = display.get_data(display.read(tmp_path / "x.png"))
+    assert tuple(meta["spatial_shape"]) == (5, 7) == data.shape[:2]
     with pytest.raises(ValueError, match="draft_size"):
         PictureReader(draft_size=0)
 
@@ -149,5 +157,5 @@ def test_picture_reader_returns_a_writable_array(tmp_path, rgb):
     reader = PictureReader()
     data, meta = reader.get_data(reader.read(str(tmp_path / "x.png")))
     assert data.flags.writeable
-    np.testing.assert_array_equal(data, rgb)
-    assert tuple(meta["spatial_shape"]) == rgb.shape[:2]
+    np.testing.assert_array_equal(data, rgb.transpose(1, 0, 2))
+    assert tuple(meta["spatial_shape"]) == data.shape[:2]

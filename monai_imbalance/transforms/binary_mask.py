@@ -25,9 +25,11 @@ Plausibility: a mask whose foreground share is exactly 0 % or 100 % of its pixel
 wrong rule or a wrong file (no lesion, every pixel a nucleus); ``warn_implausible=True`` issues a
 ``UserWarning`` naming the file(s) and the share (once per file and process).
 
-Output: a channel-first ``(1, *spatial)`` ``MetaTensor`` (``(1, D, H, W)`` for volumes) of 0/1 values, in
-the orientation of :class:`monai_imbalance.transforms.LoadImageOrArray`, so that it lines up pixel for pixel
-with the image that transform loads, from a file or from an array.
+Output: a channel-first ``(1, *spatial)`` ``MetaTensor`` of 0/1 values in the orientation of
+:class:`monai_imbalance.transforms.LoadImageOrArray` (MONAI's: ``(1, W, H)`` for a picture or a 2-D array,
+as ``LoadImaged`` + ``EnsureChannelFirstd`` give; ``reverse_indexing=False``: the display order ``(1, H, W)``
+of versions 0.1.x), so that it lines up pixel for pixel with the image that transform loads with the same
+``reverse_indexing``, from a file or from an array.
 
 Palette images (GIF, and PNG in mode ``P``) and colour modes are converted to 8-bit RGB before the
 rule (their raw values are palette indices, and index 0 is not always black), bilevel (``1``) and
@@ -101,6 +103,8 @@ class LoadBinaryMask(Transform):
         mask_threshold: a value is foreground when it is above this; ``None`` (default): the middle of each
             source's value range, see :func:`default_mask_threshold`.
         warn_implausible: warn (naming the file) when a mask is entirely background or entirely foreground.
+        reverse_indexing: MONAI's orientation (default); ``False``: the display order (module docstring). Use the
+            value of the image's :class:`~monai_imbalance.transforms.LoadImageOrArray`.
 
     Call with a path, an array, or a non-empty sequence of paths / arrays (their union). Arrays follow
     :class:`~monai_imbalance.transforms.LoadImageOrArray`: ``(H, W)``, ``(H, W, C)`` with ``C <= 4``, or
@@ -118,6 +122,7 @@ class LoadBinaryMask(Transform):
         dtype: torch.dtype | np.dtype | type = np.float32,
         mask_threshold: float | None = None,
         warn_implausible: bool = True,
+        reverse_indexing: bool = True,
     ) -> None:
         self.dtype = dtype
         if mask_threshold is not None:
@@ -128,10 +133,13 @@ class LoadBinaryMask(Transform):
         self.warn_implausible = warn_implausible
         # pictures: Pillow, palette and colour modes converted to 8-bit RGB / grey first
         self._picture_loader = LoadImage(
-            reader=PictureReader(converter=mask_picture_to_8bit), image_only=True, dtype=None, ensure_channel_first=True
+            reader=PictureReader(converter=mask_picture_to_8bit, reverse_indexing=reverse_indexing),
+            image_only=True,
+            dtype=None,
+            ensure_channel_first=True,
         )
         # everything else (arrays, NIfTI, NumPy, DICOM): the project's generic loader, same orientation
-        self._generic_loader = LoadImageOrArray(dtype=None)
+        self._generic_loader = LoadImageOrArray(dtype=None, reverse_indexing=reverse_indexing)
 
     def _foreground(self, source: MaskSource) -> torch.Tensor:
         """Boolean ``(1, *spatial)`` foreground of one source (any channel non-zero)."""
@@ -196,6 +204,7 @@ class LoadBinaryMaskd(MapTransform):
         dtype: output dtype (default ``float32``).
         mask_threshold: foreground is a value above it; ``None``: the middle of the value range (module docstring).
         warn_implausible: warn about masks that are all background or all foreground.
+        reverse_indexing: MONAI's orientation (default) or, ``False``, the display order of versions 0.1.x.
         allow_missing_keys: skip keys that are absent.
     """
 
@@ -205,10 +214,16 @@ class LoadBinaryMaskd(MapTransform):
         dtype: torch.dtype | np.dtype | type = np.float32,
         mask_threshold: float | None = None,
         warn_implausible: bool = True,
+        reverse_indexing: bool = True,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.loader = LoadBinaryMask(dtype=dtype, mask_threshold=mask_threshold, warn_implausible=warn_implausible)
+        self.loader = LoadBinaryMask(
+            dtype=dtype,
+            mask_threshold=mask_threshold,
+            warn_implausible=warn_implausible,
+            reverse_indexing=reverse_indexing,
+        )
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)

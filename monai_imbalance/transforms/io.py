@@ -6,12 +6,22 @@ Datalists hold either file paths (PNG, JPEG, BMP, TIFF, GIF, DICOM, NIfTI, NumPy
 data source, and the same picture gives the same tensor whether it comes from a PNG on disk or from an
 array in memory.
 
-Orientation convention (differs from MONAI's default on purpose):
-    the output is channel-first ``(C, H, W)`` (``(C, D, H, W)`` for volumes) with ``H`` the image rows
-    as displayed, i.e. the layout of the array that ``numpy.asarray(PIL.Image.open(f))`` or a MedMNIST
-    ``npz`` holds. MONAI's ``PILReader`` and ``PydicomReader`` swap the two spatial axes by default
-    (``reverse_indexing`` / ``swap_ij``); here they are created with the swap switched off, so that
-    file and array inputs agree without transposing the arrays.
+Orientation (MONAI's, since 0.2):
+    the output is exactly what ``LoadImaged(keys, image_only=True)`` + ``EnsureChannelFirstd(keys)`` give for
+    the same file, so a model trained through this loader sees a plain MONAI pipeline's images unchanged.
+    For 2-D pictures (PNG, JPEG, ...) and DICOM that is ``(C, W, H)``: MONAI's ``PILReader``
+    (``reverse_indexing=True``) and ``PydicomReader`` (``swap_ij=True``) put the image's columns (x) on the
+    first spatial axis, the convention of ITK and NIfTI. NIfTI and NumPy files are read unchanged, as MONAI does.
+
+    In-memory arrays (MedMNIST ``npz`` images, the DSB 2018 ``npz``) hold a picture in the layout of
+    ``numpy.asarray(PIL.Image.open(f))``, rows first: ``(H, W)`` or ``(H, W, C)``. They are transposed to
+    ``(C, W, H)``, so an array gives the same tensor as the picture saved to a PNG file and read by MONAI
+    (the plain-MONAI equivalent of an ``(H, W, C)`` array ``a`` is ``EnsureChannelFirst(channel_dim=-1)(a)``
+    followed by swapping the two spatial axes). 3-D arrays without a channel axis, ``(D, H, W)`` volumes, are
+    kept as they are (as ``NumpyReader`` keeps them).
+
+    ``reverse_indexing=False`` restores the display order ``(C, H, W)`` of versions 0.1.x (PIL and DICOM
+    axes not swapped, arrays not transposed), for models trained with them.
 
 Channels:
     grey files and 2-D arrays give ``C = 1``; RGB(A) files and ``(H, W, 3|4)`` arrays give ``C = 3|4``.
@@ -29,7 +39,7 @@ Metadata:
 Example (any data format of :func:`monai_imbalance.data.load_datalists`)::
 
     Compose([
-        LoadImageOrArrayd(keys="image"),              # (C, H, W) float32, channel-first already
+        LoadImageOrArrayd(keys="image"),              # (C, W, H) float32, as LoadImaged + EnsureChannelFirstd
         ScaleIntensityd(keys="image"),
         Resized(keys="image", spatial_size=(224, 224)),
     ])
@@ -72,20 +82,20 @@ _LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
 
 class PictureReader(PILReader):
-    """MONAI ``PILReader`` for PNG, JPEG, BMP, TIFF and GIF in display orientation, with fast JPEG draft decoding.
+    """MONAI ``PILReader`` for PNG, JPEG, BMP, TIFF and GIF, with fast JPEG draft decoding and writable arrays.
 
     Args:
         draft_size: if given (``int`` or ``(width, height)``), JPEG files are decoded at the smallest
             power-of-two reduction (1/2, 1/4, 1/8) that is still at least this size in both axes, through
             Pillow's ``Image.draft``. A 4096 px mammogram then decodes at 512 px in a fraction of the time.
             Files of other formats are read at full size. ``None`` (default) always decodes at full size.
-        reverse_indexing: swap the two spatial axes like MONAI's default; ``False`` (default here) keeps
-            ``(H, W[, C])``.
+        reverse_indexing: ``True`` (default, MONAI's): ``(W, H[, C])``, the columns first; ``False`` keeps the
+            display order ``(H, W[, C])``.
         kwargs: passed to ``PIL.Image.open``.
     """
 
     def __init__(
-        self, draft_size: int | Sequence[int] | None = None, reverse_indexing: bool = False, **kwargs: Any
+        self, draft_size: int | Sequence[int] | None = None, reverse_indexing: bool = True, **kwargs: Any
     ) -> None:
         super().__init__(reverse_indexing=reverse_indexing, **kwargs)
         if draft_size is not None:
@@ -172,6 +182,8 @@ class LoadImageOrArray(Transform):
         array_channel_dim: for arrays: ``"auto"`` (a 3-D array whose last axis has 1-4 entries is
             ``(H, W, C)``, any other 3-D array ``(D, H, W)``), ``-1`` or ``0`` (that axis holds channels), or
             ``None`` (no channel axis).
+        reverse_indexing: ``True`` (default): MONAI's orientation, ``(C, W, H)`` for pictures, DICOM and 2-D
+            arrays (module docstring); ``False``: the display order ``(C, H, W)`` of versions 0.1.x.
 
     Raises:
         FileNotFoundError: a path that does not exist (names the file).
@@ -186,6 +198,7 @@ class LoadImageOrArray(Transform):
         draft_size: int | Sequence[int] | None = None,
         dicom_tags: bool = False,
         array_channel_dim: int | str | None = "auto",
+        reverse_indexing: bool = True,
     ) -> None:
         if channels not in (None, 1, 3):
             raise ValueError(f"channels must be 1, 3 or None, got {channels!r}.")
@@ -195,12 +208,13 @@ class LoadImageOrArray(Transform):
         self.channels = channels
         self.dicom_tags = dicom_tags
         self.array_channel_dim = array_channel_dim
+        self.reverse_indexing = bool(reverse_indexing)
         # readers are tried from last to first; the DICOM reader accepts any suffix, so it comes first (tried last)
         readers = [
-            PydicomReader(swap_ij=False, prune_metadata=False),
+            PydicomReader(swap_ij=self.reverse_indexing, prune_metadata=False),
             NumpyReader(),
             NibabelReader(),
-            PictureReader(draft_size=draft_size),
+            PictureReader(draft_size=draft_size, reverse_indexing=self.reverse_indexing),
         ]
         self.loader = LoadImage(reader=readers, image_only=True, dtype=dtype, ensure_channel_first=True)
         # choose among exactly these readers by file suffix (MONAI's mode for reader=None), instead of trying
@@ -248,6 +262,8 @@ class LoadImageOrArray(Transform):
             arr = np.moveaxis(arr, -1, 0)
         elif arr.ndim != 3:
             raise ValueError(f"array_channel_dim=0 needs a (C, H, W) array, got shape {arr.shape}.")
+        if self.reverse_indexing and arr.ndim == 3:  # a 2-D picture (C, H, W): MONAI's (C, W, H), as from its file
+            arr = arr.swapaxes(1, 2)
         tensor = torch.from_numpy(np.array(arr, order="C", copy=True))  # own memory: datalist arrays stay intact
         if self.dtype is not None:
             tensor = tensor.to(_torch_dtype(self.dtype))
@@ -282,6 +298,7 @@ class LoadImageOrArrayd(MapTransform):
         draft_size: int | Sequence[int] | None = None,
         dicom_tags: bool = False,
         array_channel_dim: int | str | None = "auto",
+        reverse_indexing: bool = True,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
@@ -291,6 +308,7 @@ class LoadImageOrArrayd(MapTransform):
             draft_size=draft_size,
             dicom_tags=dicom_tags,
             array_channel_dim=array_channel_dim,
+            reverse_indexing=reverse_indexing,
         )
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
