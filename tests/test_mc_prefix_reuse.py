@@ -290,3 +290,11 @@ def test_progress_bar_over_the_passes(capsys):
     with torch.no_grad():
         MCDropoutInferer(num_samples=4, seed=0)(_x(2, 1, 16, 16), net)
     assert "MC dropout" not in capsys.readouterr().err  # off by default
+
+
+def test_switches_accept_command_line_strings_and_reject_others():
+    inferer = MCDropoutInferer(reuse_prefix="false", progress="true")
+    assert inferer.reuse_prefix is False and inferer.progress is True
+    assert MCDropoutInferer().reuse_prefix is True and MCDropoutInferer().progress is False
+    with pytest.raises(ValueError, match="switch"):
+        MCDropoutInferer(progress="maybe")

@@ -37,6 +37,7 @@ from torch import nn
 
 from monai_imbalance.inferers.prefix_reuse import DEFAULT_CACHE_LIMIT_BYTES, PrefixReuse, split_at_first_dropout
 from monai_imbalance.networks.dropout import mc_dropout_mode
+from monai_imbalance.workflow.switches import as_bool
 
 tqdm, has_tqdm = optional_import("tqdm", name="tqdm")
 
@@ -149,10 +150,11 @@ class MCDropoutInferer(Inferer):
         self.mc_batch_size = min(mc_batch_size or 1, num_samples)
         self.seed = seed
         self.keep_samples = bool(keep_samples)
-        self.reuse_prefix = bool(reuse_prefix)
+        self.reuse_prefix = as_bool(reuse_prefix)  # a bundle's "--progress_bar false" arrives as a string
+        progress = as_bool(progress)
         if progress and not has_tqdm:
             raise ImportError("progress=True needs tqdm: pip install tqdm (or pass progress=False)")
-        self.progress = bool(progress)
+        self.progress = progress
         #: bound on the memory of remembered prefix outputs and their inputs in one call
         self.prefix_cache_limit_bytes = DEFAULT_CACHE_LIMIT_BYTES
         self.last_output: dict[str, torch.Tensor | None] | None = None

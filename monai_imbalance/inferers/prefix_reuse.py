@@ -238,9 +238,11 @@ def _plain(x: torch.Tensor) -> torch.Tensor:
 def _rng_states(device: torch.device) -> list[tuple[Callable[[torch.Tensor], None], torch.Tensor]]:
     """(setter, state) of the CPU generator and of ``device``'s default generator."""
     states = [(torch.set_rng_state, torch.get_rng_state())]
-    if device.type != "cpu":
+    if device.type == "cuda":
+        states.append((lambda s, d=device: torch.cuda.set_rng_state(s, d), torch.cuda.get_rng_state(device)))
+    elif device.type != "cpu" and hasattr(getattr(torch, device.type, None), "get_rng_state"):  # mps, xpu...
         backend = getattr(torch, device.type)
-        states.append((lambda s, b=backend, d=device: b.set_rng_state(s, d), backend.get_rng_state(device)))
+        states.append((backend.set_rng_state, backend.get_rng_state()))
     return states
 
 
@@ -295,9 +297,9 @@ class PrefixReuse:
 
     def __call__(self, x: torch.Tensor, copies: int = 1) -> torch.Tensor:
         """``network(x)``; ``copies > 1``: ``network(x.repeat(copies, ...))`` with the prefix run on ``x`` alone."""
-        if self.split.checked is None:
+        if self.split.checked is None and x.ndim > 0 and x.shape[0] > 0:
             self._check(x)
-        if self.split.checked is True:
+        if self.split.checked is True and x.ndim > 0 and x.shape[0] > 0:
             try:
                 values = self._prefix_outputs(_plain(x))
                 if copies > 1:
