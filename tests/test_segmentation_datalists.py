@@ -376,3 +376,8 @@ def test_dataset_dir_from_environment(tmp_path: Path, monkeypatch):
     write_drive_tree(tmp_path, "training", [21])
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "DRIVE"))
     assert [it["id"] for it in drive_datalist()] == ["21_training"]
+
+
+def test_unknown_builder_option_is_refused_readably(tmp_path):
+    with pytest.raises(ValueError, match=r"'drive' does not take the option\(s\) \['manuel'\].*did you mean 'manual'"):
+        load_segmentation_datalists("drive", tmp_path, manuel="2nd_manual")

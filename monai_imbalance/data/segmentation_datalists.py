@@ -18,8 +18,9 @@ every image has its ground truth, masks have their image's size)::
 Load them with :class:`monai_imbalance.transforms.LoadImageOrArrayd` (``image``) and
 :class:`monai_imbalance.transforms.LoadBinaryMaskd` (``label``, ``mask``): the latter takes one
 path, a list of paths (the union of the DSB instance masks) or an array, and both give
-channel-first tensors in the same (display) orientation, so file and npz sources agree pixel for
-pixel. DRIVE images are TIFF and its masks GIF: both read through Pillow by those transforms.
+channel-first tensors in MONAI's orientation (``(C, W, H)``, as ``LoadImaged`` + ``EnsureChannelFirstd``),
+so file and npz sources agree pixel for pixel. DRIVE images are TIFF and its masks GIF: both read
+through Pillow by those transforms.
 
 Splits: DRIVE has ``training`` and ``test`` folders, ISIC ``*_Training_*``, ``*_Validation_*`` and
 ``*_Test_*`` folders, DSB 2018 only ``stage1_train`` with masks. The ALL paper splits the training
@@ -254,9 +255,9 @@ def dsb2018_datalist(
 def dsb2018_npz_datalist(npz_path: str | os.PathLike) -> list[dict[str, Any]]:
     """Data Science Bowl 2018 from an ``npz`` with ``images`` (N, H, W[, C]), ``masks`` (N, H, W) and ``ids`` (N,).
 
-    The masks are the binary unions (any non-zero value is foreground). Items hold the arrays
-    themselves, in the row-major layout ``numpy.asarray(PIL.Image.open(f))`` gives; the loading
-    transforms treat them exactly like the files of the Kaggle layout. Without ``ids`` the ids are
+    The masks are the binary unions (0 background, non-zero foreground). Items hold the arrays
+    themselves, in the rows-first layout ``numpy.asarray(PIL.Image.open(f))`` gives; the loading
+    transforms turn them into exactly the tensors of the files of the Kaggle layout. Without ``ids`` the ids are
     ``<file stem>_<index>``.
 
     Raises:
@@ -407,6 +408,11 @@ def load_segmentation_datalists(
     Returns:
         ``{split: items}``.
     """
+    builders = {"isic2018_task1": isic2018_task1_datalist, "drive": drive_datalist, "dsb2018": dsb2018_datalist}
+    if data_format in builders:
+        from .datalist import check_format_kwargs
+
+        check_format_kwargs(data_format, builders[data_format], kwargs)
     if data_format == "isic2018_task1":
         items = isic2018_task1_datalist(dataset_dir, split=source_split or "training", **kwargs)
     elif data_format == "drive":
