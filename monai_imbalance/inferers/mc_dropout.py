@@ -87,7 +87,8 @@ class MCDropoutInferer(Inferer):
         mc_batch_size: stochastic passes run together in one forward by repeating the batch
             ``mc_batch_size`` times along dim 0 (dropout masks are drawn per element, so the
             copies are independent passes). Keeps a GPU busy; it bounds memory at
-            ``mc_batch_size`` times one pass. ``None`` or 1: one pass per forward.
+            ``mc_batch_size`` times one pass. ``None`` or 1: one pass per forward. With prefix
+            reuse only the repeated part (after the first dropout) runs on the larger batch.
             Extra ``args``/``kwargs`` for the network are passed unchanged, so they must not
             depend on the batch size when ``mc_batch_size > 1``.
         seed: if given, every call re-seeds the random generators of the input's device (inside
@@ -112,7 +113,7 @@ class MCDropoutInferer(Inferer):
         from monai_imbalance.networks import add_dropout
 
         net = add_dropout(DenseNet121(spatial_dims=2, in_channels=1, out_channels=5), p=0.1)
-        inferer = MCDropoutInferer(num_samples=50, activation="softmax", mc_batch_size=10, seed=0)
+        inferer = MCDropoutInferer(num_samples=50, activation="softmax", mc_batch_size=10, seed=0, progress=True)
         evaluator = SupervisedEvaluator(device, val_loader, net, inferer=inferer)
         evaluator.run()
         inferer.last_output["mutual_information"]  # uncertainty of the last batch

@@ -23,10 +23,12 @@ How:
   suffix needs (``(N, ...)`` tensors); the suffix takes them as arguments.
 - :class:`PrefixReuse` stands in for the network inside any MONAI inferer (``SimpleInferer``,
   ``SlidingWindowInferer``...): it remembers the prefix output of every input *sample* by its content
-  (a fingerprint, confirmed by exact comparison), so the repeated copies of a batch (``mc_batch_size``)
-  and the same sliding windows in later passes reuse it. Before its first use it checks the split on
-  one or two samples: the traced graph gives the network's own output under the same random state,
-  the prefix draws no random numbers and treats every sample on its own.
+  (a fingerprint of up to 2048 evenly spaced elements, confirmed by exact comparison), so the repeated
+  copies of a batch (``mc_batch_size``) and the same sliding windows in later passes reuse it. With
+  ``SimpleInferer`` the ``mc_batch_size`` copies are made of the prefix outputs instead of the input.
+  Before its first use it checks the split on one or two samples: the traced graph gives the
+  network's own output under the same random state, the prefix draws no random numbers and treats
+  every sample on its own.
 
 Networks that cannot be split exactly fall back to full passes with a ``logging`` debug message that
 says why: tracing fails (data-dependent control flow), the prefix is empty (dropout on the input),
