@@ -166,10 +166,12 @@ def as_class_indices(labels: torch.Tensor, num_classes: int, ignore_index: int |
     if labels.numel() == 0:
         return labels.long()
     if labels.is_floating_point():
-        # nan != nan, so a nan label counts as non-integral
-        stats = torch.stack([labels.amin(), labels.amax(), (labels != labels.round()).any().to(labels.dtype)])
-        low, high, fractional = stats.tolist()
-        if fractional:
+        # one read-back: the range of the labels and of their distance to the nearest whole number (nan: nan)
+        detached = labels.detach()
+        low, high, off_low, off_high = torch.stack(
+            [*torch.aminmax(detached), *torch.aminmax(detached - detached.round())]
+        ).tolist()
+        if not (off_low == 0.0 and off_high == 0.0):
             bad = labels[labels != labels.round()][0].item()
             raise ValueError(
                 f"target holds the non-integral class label {bad:g}; class-index targets must hold whole numbers "
