@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from monai.engines import SupervisedTrainer
 from monai.transforms import Affine
 
-from monai_imbalance.transforms import BatchRandAugment, PrepareBatchAugment
+from monai_imbalance.transforms import BatchRandAugment, PrepareBatchAugment, augment_placement
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -243,3 +243,10 @@ def test_prepare_batch_in_a_supervised_trainer():
     )
     trainer.run()
     assert len(seen) == 1 and torch.equal(seen[0], image.flip(3))
+
+
+def test_augment_placement():
+    assert augment_placement(True, "batch") == "batch" and augment_placement(True, "sample") == "sample"
+    assert augment_placement(False, "batch") == "none"
+    with pytest.raises(ValueError, match="augment_on"):
+        augment_placement(True, "gpu")

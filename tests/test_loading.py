@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 
 import pytest
+from monai.transforms import Compose, EnsureTyped, RandFlipd, ScaleIntensityd
 
 from monai_imbalance.data import loading
 from monai_imbalance.data.loading import (
     available_memory_bytes,
     cache_size_bytes,
     cpu_count,
+    local_processes,
+    random_after_cache,
     resolve_cache_rate,
     resolve_num_workers,
 )
@@ -98,7 +101,8 @@ def test_explicit_cache_rate_is_kept():
 
 
 @pytest.mark.parametrize("cores, expected", [(1, 0), (2, 1), (3, 2), (16, 4)])
-def test_auto_workers_from_the_cores(cores, expected):
+def test_auto_workers_from_the_cores(cores, expected, monkeypatch):
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     assert resolve_num_workers("auto", cache_rate=0.0, random_per_sample=False, cores=cores) == expected
     assert resolve_num_workers("auto", cache_rate=1.0, random_per_sample=True, cores=cores) == expected
     assert resolve_num_workers("auto", cache_rate=0.5, random_per_sample=False, cores=cores) == expected
@@ -110,6 +114,7 @@ def test_auto_workers_zero_when_everything_is_cached():
 
 def test_auto_workers_reads_the_machine(monkeypatch):
     monkeypatch.setattr(loading, "cpu_count", lambda: 9)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     assert resolve_num_workers("auto", cache_rate=0.0, random_per_sample=True, max_workers=6) == 6
     assert resolve_num_workers("auto", cache_rate=1.0, random_per_sample=False) == 0
 
@@ -132,3 +137,28 @@ def test_explicit_workers_are_kept():
     for bad in (-1, 1.5, "many", True):
         with pytest.raises(ValueError, match="num_workers"):
             resolve_num_workers(bad, cache_rate=0.0, random_per_sample=True)
+
+
+def test_processes_on_one_machine_share_memory_and_cores(monkeypatch):
+    per_item = cache_size_bytes(1, channels=1, spatial_size=64)
+    budget = {"num_items": 100, "channels": 1, "spatial_size": 64, "available_bytes": 400 * per_item}
+    assert resolve_cache_rate("auto", **budget, processes=1) == 1.0  # 100 of 200 items' budget
+    assert resolve_cache_rate("auto", **budget, processes=4) == 0.5  # 50 each
+    assert resolve_num_workers("auto", cores=16, processes=4) == 3
+    assert resolve_num_workers("auto", cores=4, processes=4) == 0
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
+    assert local_processes() == 8
+    assert resolve_num_workers("auto", cores=16) == 1
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "x")
+    assert local_processes() == 1
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")
+    assert local_processes() == 1
+
+
+def test_random_after_cache_follows_cache_dataset():
+    load = ScaleIntensityd(keys="image")
+    assert not random_after_cache(Compose([load, EnsureTyped(keys="image")]))
+    assert random_after_cache(Compose([load, RandFlipd(keys="image", prob=0.5)]))
+    assert random_after_cache(Compose([load, Compose([RandFlipd(keys="image", prob=0.5)])]))
+    assert random_after_cache(Compose([load, lambda x: x]))  # not a Transform: CacheDataset stops there too
+    assert not random_after_cache(load)

@@ -13,7 +13,15 @@ from .datalist import (
 )
 from .folders import KNEE_ID_PATTERN, image_folder_datalist, load_class_folder_datalists, load_knee_folder_datalists
 from .isic_classification import ISIC_TASK3_CLASSES, load_isic2018_task3_datalists
-from .loading import available_memory_bytes, cache_size_bytes, cpu_count, resolve_cache_rate, resolve_num_workers
+from .loading import (
+    available_memory_bytes,
+    cache_size_bytes,
+    cpu_count,
+    local_processes,
+    random_after_cache,
+    resolve_cache_rate,
+    resolve_num_workers,
+)
 from .medmnist import MEDMNIST_CLASS_NAMES, download_medmnist, load_medmnist_datalists, medmnist_url
 from .repeat_evaluation import REPEAT_MODES, REPEAT_UNIT_KEY, RepeatEvaluationDataset, repeat_units
 from .repeats import RepeatAcquisitions
@@ -74,4 +82,12 @@ __all__ += [
 
 __all__ += ["REPEAT_MODES", "REPEAT_UNIT_KEY", "RepeatEvaluationDataset", "repeat_units"]
 
-__all__ += ["available_memory_bytes", "cache_size_bytes", "cpu_count", "resolve_cache_rate", "resolve_num_workers"]
+__all__ += [
+    "available_memory_bytes",
+    "cache_size_bytes",
+    "cpu_count",
+    "local_processes",
+    "random_after_cache",
+    "resolve_cache_rate",
+    "resolve_num_workers",
+]

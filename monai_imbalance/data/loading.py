@@ -26,6 +26,8 @@ __all__ = [
     "available_memory_bytes",
     "cache_size_bytes",
     "cpu_count",
+    "local_processes",
+    "random_after_cache",
     "resolve_cache_rate",
     "resolve_num_workers",
 ]
@@ -60,6 +62,30 @@ def cpu_count() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
         return max(1, os.cpu_count() or 1)
+
+
+def local_processes() -> int:
+    """Training processes on this machine (``torchrun`` sets ``LOCAL_WORLD_SIZE``; 1 otherwise).
+
+    Each of them builds its own cache and its own DataLoader workers, so memory and cores are shared.
+    """
+    try:
+        return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
+def random_after_cache(transform: object) -> bool:
+    """Whether a ``CacheDataset`` with ``transform`` still runs a random transform per sample.
+
+    The same test as MONAI's ``CacheDataset``, which caches up to the first step that is random
+    (``RandomizableTrait``) or not a MONAI ``Transform`` and runs the rest on every access. A transform that is
+    not a ``Compose`` counts as one step.
+    """
+    from monai.transforms import Compose, RandomizableTrait, Transform
+
+    steps = transform.flatten().transforms if isinstance(transform, Compose) else (transform,)
+    return any(isinstance(t, RandomizableTrait) or not isinstance(t, Transform) for t in steps)
 
 
 def _spatial(spatial_size: int | Sequence[int]) -> tuple[int, ...]:
@@ -104,12 +130,14 @@ def resolve_cache_rate(
     memory_fraction: float = 0.5,
     available_bytes: int | None = None,
     unknown_memory_limit: int = 2**30,
+    processes: int | None = None,
 ) -> float:
     """The share of ``num_items`` items to cache: ``cache_rate`` itself, or for ``"auto"`` as much as fits.
 
     ``"auto"`` caches everything when :func:`cache_size_bytes` is at most ``memory_fraction`` of the available
     memory (:func:`available_memory_bytes`, or ``available_bytes`` when given; ``unknown_memory_limit`` bytes
-    when it cannot be read), else the share that fits (0 when not one item does). The decision is logged, e.g.
+    when it cannot be read) divided among ``processes`` (default :func:`local_processes`: every DDP process on
+    this machine caches its own copy), else the share that fits (0 when not one item does). It is logged, e.g.
     ``caching 5778 training images, about 95 MB (of 21,000 MB available)``. A number (0 to 1, also as a string
     from the command line: ``--cache_rate 0``) is returned unchanged.
     """
@@ -129,12 +157,13 @@ def resolve_cache_rate(
     per_item = cache_size_bytes(1, channels=channels, spatial_size=spatial_size, spatial_dims=spatial_dims)
     total = per_item * num_items
     available = available_memory_bytes() if available_bytes is None else available_bytes
-    budget = unknown_memory_limit if available is None else memory_fraction * available
+    processes = local_processes() if processes is None else max(1, processes)
+    budget = (unknown_memory_limit if available is None else memory_fraction * available) / processes
     where = (
         "available memory unknown"
         if available is None
         else f"of {_megabytes(available)} available, at most {memory_fraction:.0%} used"
-    )
+    ) + (f", {processes} processes" if processes > 1 else "")
     if total <= budget:
         logger.info("caching %d %s, about %s (%s)", num_items, what, _megabytes(total), where)
         return 1.0
@@ -162,17 +191,20 @@ def resolve_cache_rate(
 def resolve_num_workers(
     num_workers: int | str,
     *,
-    cache_rate: float,
-    random_per_sample: bool,
+    cache_rate: float = 0.0,
+    random_per_sample: bool = True,
     cores: int | None = None,
+    processes: int | None = None,
     max_workers: int = 4,
 ) -> int:
     """DataLoader worker processes: ``num_workers`` itself, or for ``"auto"`` a choice from the machine.
 
     ``"auto"`` gives 0 (load in the main process) when every item is cached (``cache_rate >= 1``) and no
-    random transform runs per sample (``random_per_sample`` false: augmentation on batches, or none), because
-    what is left per sample is a memory copy; otherwise ``min(max_workers, cores - 1)``, keeping one core
-    for the training loop (0 on a single core). ``cores`` defaults to :func:`cpu_count`.
+    random transform runs per sample (``random_per_sample`` false: augmentation on batches, or none;
+    :func:`random_after_cache` tells), because what is left per sample is a memory copy; otherwise
+    ``min(max_workers, cores // processes - 1)``, keeping one core per training process (0 on a single core).
+    ``cores`` defaults to :func:`cpu_count`, ``processes`` (training processes on this machine) to
+    :func:`local_processes`. Without ``cache_rate`` (evaluation, inference) nothing is assumed cached.
     """
     if isinstance(num_workers, str) and num_workers.strip().lower() != AUTO:
         try:
@@ -187,6 +219,7 @@ def resolve_num_workers(
         logger.info("num_workers auto: 0 (every image cached, nothing random per sample)")
         return 0
     cores = cpu_count() if cores is None else cores
-    workers = max(0, min(max_workers, cores - 1))
-    logger.info("num_workers auto: %d (%d CPU cores)", workers, cores)
+    processes = local_processes() if processes is None else max(1, processes)
+    workers = max(0, min(max_workers, cores // processes - 1))
+    logger.info("num_workers auto: %d (%d CPU cores, %d training processes)", workers, cores, processes)
     return workers

@@ -1,6 +1,6 @@
 """MONAI transforms: image/array loading, mammography pre-processing, decision thresholds."""
 
-from .batch_augment import BatchRandAugment, PrepareBatchAugment
+from .batch_augment import AUGMENT_ON, BatchRandAugment, PrepareBatchAugment, augment_placement
 from .binary_mask import LoadBinaryMask, LoadBinaryMaskd, default_mask_threshold, mask_picture_to_8bit
 from .io import LoadImageOrArray, LoadImageOrArrayd, PictureReader
 from .mammography import MammogramIntensity, MammogramIntensityd, ResizeLongestPad, ResizeLongestPadd
@@ -31,4 +31,4 @@ __all__ = [
 
 __all__ += ["LoadBinaryMask", "LoadBinaryMaskd", "default_mask_threshold", "mask_picture_to_8bit"]
 
-__all__ += ["BatchRandAugment", "PrepareBatchAugment"]
+__all__ += ["AUGMENT_ON", "BatchRandAugment", "PrepareBatchAugment", "augment_placement"]

@@ -57,9 +57,22 @@ import torch
 import torch.nn.functional as F
 from monai.engines.utils import PrepareBatch, default_prepare_batch
 
-__all__ = ["BatchRandAugment", "PrepareBatchAugment"]
+__all__ = ["AUGMENT_ON", "BatchRandAugment", "PrepareBatchAugment", "augment_placement"]
 
 PADDING_MODES = ("border", "zeros", "reflection")
+AUGMENT_ON = ("batch", "sample")
+
+
+def augment_placement(augment: bool, augment_on: str) -> str:
+    """Where a bundle's random augmentation runs: ``"none"``, ``"batch"`` or ``"sample"``.
+
+    ``augment`` switches it on; ``augment_on`` is ``batch`` (:class:`PrepareBatchAugment`: whole batches on the
+    device, after collation; the pre-processed images stay cached) or ``sample`` (MONAI's per-sample
+    transforms in the DataLoader, as before 0.2).
+    """
+    if augment_on not in AUGMENT_ON:
+        raise ValueError(f"augment_on must be one of {AUGMENT_ON}, got {augment_on!r}: write --augment_on batch")
+    return augment_on if augment else "none"
 
 
 def _pair(value: float | Sequence[float], name: str) -> tuple[float, float]:
