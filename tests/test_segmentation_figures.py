@@ -21,7 +21,7 @@ def toy_batch(n: int = 3, size=(12, 16)):
     labels = torch.zeros(n, 1, *size)
     labels[:, :, 2:6, 3:9] = 1
     preds = torch.zeros(n, 1, *size)
-    preds[:, :, 4:8, 3:9] = 0.9  # probabilities: rows 4-5 TP, rows 6-7 FP, rows 2-3 FN
+    preds[:, :, 4:8, 3:9] = 0.9  # MONAI layout (C, x, y): x 4-5 TP, x 6-7 FP, x 2-3 FN
     return images, preds, labels
 
 
@@ -45,10 +45,10 @@ def test_overlay_colours_and_dice_caption():
     axes = image_axes(fig)
     assert len(axes) == 4  # 2 rows x (image, overlay)
     overlay = axes[1].images[1].get_array()
-    assert overlay.shape == (12, 16, 4)
-    np.testing.assert_allclose(overlay[4, 5, :3], (1.0, 0.85, 0.0))  # true positive: yellow
-    np.testing.assert_allclose(overlay[7, 5, :3], (0.95, 0.1, 0.1))  # false positive: red
-    np.testing.assert_allclose(overlay[2, 5, :3], (0.1, 0.85, 0.2))  # false negative: green
+    assert overlay.shape == (16, 12, 4)  # (C, x=12, y=16) is shown as 16 rows x 12 columns
+    np.testing.assert_allclose(overlay[5, 4, :3], (1.0, 0.85, 0.0))  # true positive: yellow
+    np.testing.assert_allclose(overlay[5, 7, :3], (0.95, 0.1, 0.1))  # false positive: red
+    np.testing.assert_allclose(overlay[5, 2, :3], (0.1, 0.85, 0.2))  # false negative: green
     assert overlay[0, 0, 3] == 0  # background stays transparent
     # Dice = 2 * 12 / (24 + 24) = 0.5
     assert axes[1].get_title().startswith("Dice 0.500")
@@ -63,8 +63,8 @@ def test_field_of_view_dims_outside_and_ignore_labels_are_background():
     labels_with_ignore = torch.where(mask > 0, labels, torch.full_like(labels, -1.0))
     fig = plot_segmentation_overlays(images, preds, labels_with_ignore, masks=mask)
     overlay = image_axes(fig)[1].images[1].get_array()
-    assert overlay[4, 8, 3] == 0  # TP pixel outside the mask is not drawn
-    assert overlay[4, 5, 3] > 0
+    assert overlay[8, 4, 3] == 0  # TP pixel outside the mask is not drawn
+    assert overlay[5, 4, 3] > 0
     # Dice inside the mask: TP 2 rows x 5 columns, FP 10, FN 10 -> 20 / 40
     assert image_axes(fig)[1].get_title().startswith("Dice 0.500")
 
@@ -84,7 +84,7 @@ def test_prediction_only_rgb_images_multichannel_and_uncertainty():
 
 def test_bad_input():
     images, preds, _ = toy_batch()
-    with pytest.raises(ValueError, match=r"channel-first 2D images \(C, H, W\)"):
+    with pytest.raises(ValueError, match=r"channel-first 2D images \(C, W, H\)"):
         plot_segmentation_overlays(images[:, None], preds[:, None])
     with pytest.raises(ValueError, match="got 1 prediction samples for 3 images"):
         plot_segmentation_overlays(images, preds[:1])

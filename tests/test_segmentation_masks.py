@@ -49,7 +49,8 @@ def _read(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path))
 
 
-def test_masks_per_sample_in_display_orientation(tmp_path):
+def test_masks_per_sample_in_picture_orientation(tmp_path):
+    # predictions in MONAI's layout (C, x, y) are written as pictures (y rows, x columns): transposed
     writer = SegmentationMaskWriter(tmp_path / "masks")
     _run(_items(), writer)
     names = sorted(p.name for p in (tmp_path / "masks").iterdir())
@@ -58,6 +59,7 @@ def test_masks_per_sample_in_display_orientation(tmp_path):
     expected = np.zeros((6, 8), np.uint8)
     expected[:2, :3] = 255
     expected[-1, -1] = 255
+    expected = expected.T
     assert mask.dtype == np.uint8 and Image.open(tmp_path / "masks" / "case_1_mask.png").mode == "L"
     np.testing.assert_array_equal(mask, expected)
     assert len(writer.written) == 3
@@ -79,8 +81,8 @@ def test_field_of_view_clears_the_outside_and_threshold(tmp_path):
     _run(items, SegmentationMaskWriter(tmp_path / "m", mask_key="fov", threshold=0.6))
     mask = _read(tmp_path / "m" / "case_0_mask.png")
     expected = np.zeros((6, 8), np.uint8)
-    expected[0, 1:3] = 255  # column 0 is outside the FOV; 0.5 is below the threshold 0.6
-    np.testing.assert_array_equal(mask, expected)
+    expected[0, 1:3] = 255  # y = 0 is outside the FOV; 0.5 is below the threshold 0.6
+    np.testing.assert_array_equal(mask, expected.T)
 
 
 def test_several_channels_give_the_argmax_class(tmp_path):
@@ -107,9 +109,9 @@ def test_mc_dropout_uncertainty_map_resized_to_the_prediction(tmp_path):
     # the post-processing doubles the prediction's size, as Invertd does after a Resized
     upsample = Lambdad(keys="pred", func=lambda p: p.repeat_interleave(2, dim=-1).repeat_interleave(2, dim=-2))
     _run(_items(n=2), writer, inferer=inferer, network=Noisy(), postprocessing=upsample)
-    assert _read(tmp_path / "m" / "case_0_mask.png").shape == (12, 16)
+    assert _read(tmp_path / "m" / "case_0_mask.png").shape == (16, 12)  # (x 12, y 16) as 16 rows
     entropy = _read(tmp_path / "m" / "case_1_entropy.png")
-    assert entropy.shape == (12, 16) and entropy.dtype == np.uint8
+    assert entropy.shape == (16, 12) and entropy.dtype == np.uint8
     # a corner pixel keeps its value under bilinear resizing: 255 * H(p) / ln 2
     p = inferer.last_output["mean"][1, 0, -1, -1].item()
     h = -(p * math.log(p) + (1 - p) * math.log(1 - p))

@@ -8,9 +8,10 @@ prediction compared to the ground truth, and (when given) an uncertainty map. Ov
     green   false negative  (annotated only)
 
 Without ground truth the prediction is drawn in red. Pixels outside an optional mask (e.g. the
-DRIVE field of view) are dimmed. Images are channel-first ``(C, H, W)`` in display orientation
-(rows first: the layout of :class:`monai_imbalance.transforms.LoadImageOrArray`); one channel is
-shown grey, three or four as RGB, each image min-max scaled.
+DRIVE field of view) are dimmed. Images are channel-first in MONAI's layout ``(C, W, H)`` (first spatial
+axis = x, what ``LoadImaged`` + ``EnsureChannelFirstd`` and :class:`monai_imbalance.transforms.LoadImageOrArray`
+give for a picture file) and are transposed for display; one channel is shown grey, three or four as RGB,
+each image min-max scaled.
 
 :class:`SegmentationFiguresHandler` collects the first ``max_images`` samples of an evaluator run
 (``image``, ``pred``, ``label`` of MONAI's engine output; the uncertainty of
@@ -49,7 +50,7 @@ ImageBatch = torch.Tensor | np.ndarray | Sequence[torch.Tensor | np.ndarray]
 
 
 def _samples(name: str, batch: ImageBatch | None, count: int | None = None) -> list[np.ndarray] | None:
-    """Channel-first 2D samples ``(C, H, W)`` as float numpy arrays, from a batch tensor or a list."""
+    """Channel-first 2D samples in display order ``(C, H, W)`` (float numpy) from MONAI's ``(C, W, H)`` layout."""
     if batch is None:
         return None
     out = []
@@ -57,10 +58,10 @@ def _samples(name: str, batch: ImageBatch | None, count: int | None = None) -> l
         arr = item.detach().cpu().float().numpy() if isinstance(item, torch.Tensor) else np.asarray(item, np.float32)
         if arr.ndim != 3:
             raise ValueError(
-                f"{name} samples must be channel-first 2D images (C, H, W), got shape {arr.shape}; "
+                f"{name} samples must be channel-first 2D images (C, W, H), got shape {arr.shape}; "
                 "for volumes, pass a slice"
             )
-        out.append(arr)
+        out.append(np.ascontiguousarray(arr.swapaxes(-1, -2)))
     if count is not None and len(out) != count:
         raise ValueError(f"got {len(out)} {name} samples for {count} images")
     return out

@@ -13,8 +13,9 @@ For each sample of each iteration, in ``output_dir``::
 ``pred`` is read after the evaluator's post-transforms, so a ``monai.transforms.Invertd`` there brings it
 back to the image's original size (undoing a ``Resized``); the uncertainty map, which the inferer keeps at
 the network's resolution, is resized bilinearly to the prediction's size. With ``mask_key`` (e.g. the
-DRIVE field of view) the prediction is set to background outside the mask. Images are written in display
-orientation (row 0 at the top), the layout of :class:`monai_imbalance.transforms.LoadImageOrArray`.
+DRIVE field of view) the prediction is set to background outside the mask. Predictions arrive in MONAI's
+layout ``(C, W, H)`` (first spatial axis = x, as ``LoadImaged`` and :class:`monai_imbalance.transforms.LoadImageOrArray`
+read a picture) and are written transposed, so a PNG mask lies over its PNG image pixel for pixel.
 
 File names come from the datalist's ``id`` (else the image file's stem, else the sample's position in the
 run). Nothing is overwritten silently: when the handler is created it refuses an ``output_dir`` that already
@@ -213,7 +214,7 @@ class SegmentationMaskWriter(EpochHandler):
     def _save(self, picture: np.ndarray, path: Path) -> None:
         from PIL import Image
 
-        Image.fromarray(picture).save(path)  # uint8 (H, W): 8-bit grey
+        Image.fromarray(np.ascontiguousarray(picture.T)).save(path)  # (W, H) -> uint8 (H, W): 8-bit grey
         self.written.append(path)
 
     def epoch_completed(self, engine: Engine) -> None:
