@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from monai.bundle import ConfigParser
-from monai.bundle.utils import ID_SEP_KEY
 
 from monai_imbalance.errors import UserError
 
@@ -37,6 +36,13 @@ __all__ = [
 
 RUN_SWITCHES = ("resume", "overwrite")
 """Overrides that say what to do with the run folder, not how to train; left out of the recorded settings."""
+
+
+_SEP = "#"  # MONAI accepts "#" and "::" between the levels of an id; messages use the command line's "#"
+
+
+def _parts(key: str) -> list[str]:
+    return key.replace("::", _SEP).split(_SEP)
 
 
 class UnknownOverrideError(UserError, KeyError):
@@ -120,7 +126,7 @@ def _ids(content: object, prefix: str = "") -> list[str]:
     else:
         return []
     for key, value in items:
-        full = f"{prefix}{ID_SEP_KEY}{key}" if prefix else str(key)
+        full = f"{prefix}{_SEP}{key}" if prefix else str(key)
         ids.append(full)
         ids.extend(_ids(value, full))
     return ids
@@ -129,7 +135,7 @@ def _ids(content: object, prefix: str = "") -> list[str]:
 def _missing_part(content: object, key: str) -> tuple[str, list[str]] | None:
     """``None`` when the id ``key`` exists in ``content`` (or extends an empty dict), else where it breaks off."""
     node = content
-    parts = key.split(ID_SEP_KEY)
+    parts = _parts(key)
     for depth, part in enumerate(parts):
         if isinstance(node, Mapping):
             if part in node:
@@ -145,7 +151,7 @@ def _missing_part(content: object, key: str) -> tuple[str, list[str]] | None:
             siblings = [str(i) for i in range(len(node))]
         else:
             siblings = []
-        parent = ID_SEP_KEY.join(parts[:depth])
+        parent = _SEP.join(parts[:depth])
         return parent, siblings
     return None
 
@@ -162,11 +168,12 @@ def check_override_keys(config: Mapping[str, Any], keys: Sequence[str], *, sourc
     for key in keys:
         if key.startswith("_meta_"):  # metadata.json content, merged by MONAI under _meta_
             continue
+        key = _SEP.join(_parts(key))
         missing = _missing_part(config, key)
         if missing is None:
             continue
         parent, siblings = missing
-        prefix = f"{parent}{ID_SEP_KEY}" if parent else ""
+        prefix = f"{parent}{_SEP}" if parent else ""
         close = [prefix + s for s in difflib.get_close_matches(key[len(prefix) :], siblings, n=3, cutoff=0.6)]
         close += [i for i in difflib.get_close_matches(key, all_ids, n=3, cutoff=0.75) if i not in close]
         where = f"'{parent}' has no such entry" if parent else "no such key"

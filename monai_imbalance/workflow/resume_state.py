@@ -33,7 +33,6 @@ In a bundle's ``train.yaml``::
         resume_state:
           _target_: monai_imbalance.workflow.ResumeState
           evaluator: '@validate#evaluator'
-          best_model_saver: '@validate#best_model_saver'
           transforms: ['@train#preprocessing']
 
 The saver of the "last" checkpoint must be attached after every other ``EPOCH_COMPLETED`` handler that
@@ -133,8 +132,9 @@ class ResumeState:
     Args:
         evaluator: the validation ``Evaluator`` whose ``state.best_metric`` / ``best_metric_epoch`` decide
             which epoch is "best" (``model.pt``, ``metrics.json``).
-        best_model_saver: the evaluator's key-metric ``CheckpointSaver`` (``save_key_metric=True``), whose
-            list of saved scores decides whether a new ``model.pt`` is written.
+        best_model_savers: the key-metric ``CheckpointSaver`` s (``save_key_metric=True``) whose lists of saved
+            scores decide whether a new ``model.pt`` is written; by default those attached to ``evaluator``
+            (none on the ranks > 0 of a distributed run, where they are disabled).
         transforms: objects holding the training transforms (e.g. the ``Compose``); the random state of every
             MONAI randomizable transform in them is restored (they draw in the main process with
             ``num_workers: 0``).
@@ -144,14 +144,29 @@ class ResumeState:
         self,
         *,
         evaluator: Any = None,
-        best_model_saver: CheckpointSaver | None = None,
+        best_model_savers: Sequence[CheckpointSaver] | None = None,
         transforms: Sequence[object] = (),
     ) -> None:
-        if best_model_saver is not None and getattr(best_model_saver, "_key_metric_checkpoint", None) is None:
-            raise ValueError("best_model_saver must be a CheckpointSaver with save_key_metric=True")
+        for saver in best_model_savers or ():
+            if getattr(saver, "_key_metric_checkpoint", None) is None:
+                raise ValueError(f"best_model_savers must be CheckpointSavers with save_key_metric=True, got {saver!r}")
         self.evaluator = evaluator
-        self.best_model_saver = best_model_saver
+        self._best_model_savers = None if best_model_savers is None else list(best_model_savers)
         self.transforms = list(transforms)
+
+    @property
+    def best_model_savers(self) -> list[CheckpointSaver]:
+        """The key-metric savers: as given, or those attached to the evaluator (found when first needed)."""
+        if self._best_model_savers is not None:
+            return self._best_model_savers
+        found: list[CheckpointSaver] = []
+        for handlers in getattr(self.evaluator, "_event_handlers", {}).values():
+            for handler, *_ in handlers:
+                saver = getattr(handler, "__self__", None)
+                is_key_metric_saver = getattr(saver, "_key_metric_checkpoint", None) is not None
+                if isinstance(saver, CheckpointSaver) and is_key_metric_saver and saver not in found:
+                    found.append(saver)
+        return found
 
     def state_dict(self) -> dict[str, Any]:
         """The current best-metric tracking and random states (tensors, numbers, strings, lists and dicts)."""
@@ -166,9 +181,10 @@ class ResumeState:
         if self.evaluator is not None:
             state["best_metric"] = float(self.evaluator.state.best_metric)
             state["best_metric_epoch"] = int(self.evaluator.state.best_metric_epoch)
-        if self.best_model_saver is not None:
-            saved = self.best_model_saver._key_metric_checkpoint.state_dict()["_saved"]
-            state["best_model_saved"] = [[float(priority), str(name)] for priority, name in saved]
+        state["best_model_saved"] = [
+            [[float(priority), str(name)] for priority, name in saver._key_metric_checkpoint.state_dict()["_saved"]]
+            for saver in self.best_model_savers
+        ]
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -191,6 +207,12 @@ class ResumeState:
         if self.evaluator is not None and "best_metric" in state:
             self.evaluator.state.best_metric = state["best_metric"]
             self.evaluator.state.best_metric_epoch = state["best_metric_epoch"]
-        if self.best_model_saver is not None and "best_model_saved" in state:
-            saved = [(priority, name) for priority, name in state["best_model_saved"]]
-            self.best_model_saver.load_state_dict({"_saved": saved})
+        savers = self.best_model_savers
+        if len(savers) == len(state["best_model_saved"]):
+            for saver, saved in zip(savers, state["best_model_saved"], strict=True):
+                saver.load_state_dict({"_saved": [(priority, name) for priority, name in saved]})
+        else:
+            logger.warning(
+                f"the checkpoint tracks the scores of {len(state['best_model_saved'])} best-model savers, this run "
+                f"has {len(savers)}: the next validation may replace model.pt with a worse epoch"
+            )

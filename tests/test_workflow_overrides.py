@@ -1,0 +1,79 @@
+"""Checked overrides: the monai.bundle command line read back, misspelt keys refused with the closest ones."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import yaml
+
+from monai_imbalance.workflow import UnknownOverrideError, bundle_command, check_override_keys, check_overrides
+
+MAIN = "/venv/lib/python3.11/site-packages/monai/bundle/__main__.py"
+CONFIG = {
+    "loss_name": "ce",
+    "loss_kwargs": {},
+    "train": {"dataloader": {"_target_": "DataLoader", "num_workers": 2}, "handlers": [{"_target_": "A"}]},
+}
+
+
+def test_bundle_command_reads_fire_style_arguments():
+    argv = [MAIN, "run", "training", "--config_file", "['a.yaml','b.yaml']", "--loss_name=focal", "--resume"]
+    argv += ["--train#dataloader#num_workers", "0", "--image-size", "32", "--logging_file", "log.conf"]
+    config_file, overrides = bundle_command(argv)
+    assert config_file == ["a.yaml", "b.yaml"]  # the list Fire makes of it
+    # run's own arguments (config_file, logging_file) and the positional run_id are not overrides
+    assert overrides == {"loss_name": "focal", "resume": True, "train#dataloader#num_workers": 0, "image_size": 32}
+
+
+def test_bundle_command_merges_the_args_file_under_the_command_line(tmp_path):
+    args_file = tmp_path / "args.yaml"
+    args_file.write_text(yaml.safe_dump({"config_file": "train.yaml", "loss_name": "focal", "seed": 3}))
+    _, overrides = bundle_command([MAIN, "run", "--args_file", str(args_file), "--seed", "5"])
+    assert overrides == {"loss_name": "focal", "seed": 5}
+
+
+def test_bundle_command_is_none_outside_a_bundle_run():
+    assert bundle_command(["/usr/bin/pytest", "run", "--loss_name", "x"]) is None
+    assert bundle_command([MAIN, "download", "--name", "x"]) is None
+    assert check_overrides(["pytest"]) == {}
+
+
+def test_existing_keys_paths_list_indices_and_free_form_kwargs_pass():
+    check_override_keys(CONFIG, ["loss_name", "train#dataloader#num_workers", "train#handlers#0", "loss_kwargs#delta"])
+    check_override_keys(CONFIG, ["_meta_#version"])
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        (
+            "loss_nmae",
+            r"unknown override --loss_nmae: no such key in the configs; did you mean --loss_name or --loss_kwargs\?",
+        ),
+        ("train#dataloader#num_workerz", r"'train#dataloader' has no such entry .*--train#dataloader#num_workers"),
+        ("train#handlers#3", r"'train#handlers' has no such entry"),
+        ("zzz", r"no such key in the configs; check the spelling"),
+    ],
+)
+def test_unknown_keys_are_refused_with_the_closest_ones(key, expected):
+    with pytest.raises(UnknownOverrideError, match=expected) as error:
+        check_override_keys(CONFIG, [key])
+    assert isinstance(error.value, KeyError) and not str(error.value).startswith("'")  # readable, not repr-quoted
+
+
+def test_a_new_key_under_a_component_is_refused():
+    with pytest.raises(UnknownOverrideError, match="train#dataloader#shuffle"):
+        check_override_keys(CONFIG, ["train#dataloader#shuffle"])
+
+
+def test_check_overrides_reads_the_config_files_from_disk(tmp_path, monkeypatch):
+    train = tmp_path / "train.yaml"
+    train.write_text(yaml.safe_dump(CONFIG))
+    extra = tmp_path / "extra.yaml"
+    extra.write_text(yaml.safe_dump({"mc_dropout": False}))
+    files = f"['{train}','{extra}']"
+    assert check_overrides([MAIN, "run", "--config_file", files, "--mc_dropout", "true"]) == {"mc_dropout": "true"}
+    monkeypatch.setattr(sys, "argv", [MAIN, "run", "--config_file", str(train), "--mc_dropout", "true"])
+    with pytest.raises(UnknownOverrideError, match=rf"--mc_dropout: no such key in {train}"):
+        check_overrides()
