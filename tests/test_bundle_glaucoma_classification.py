@@ -41,7 +41,7 @@ COUNTS = {
     "val": {"normal": 4, "suspect": 4, "glaucoma": 4},
     "test": {"normal": 4, "suspect": 4, "glaucoma": 4},
 }
-FOLDER_ORDER = ["glaucoma", "normal", "suspect"]  # class index = sorted folder names
+CLASS_ORDER = ["normal", "suspect", "glaucoma"]  # class index = the config's class_names, not the folder order
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +61,8 @@ def tiny(tmp_path, dataset_dir, **overrides):
 
 def test_defaults_follow_the_bbfl_paper(tmp_path, fundus_dir):
     parser = parse_bundle(BUNDLE, ["train"], {"dataset_dir": str(fundus_dir), "ckpt_dir": str(tmp_path / "m")})
-    assert parser.get_parsed_content("class_names") == FOLDER_ORDER
-    assert parser.get_parsed_content("class_counts") == [4, 12, 8]
+    assert parser.get_parsed_content("class_names") == CLASS_ORDER
+    assert parser.get_parsed_content("class_counts") == [12, 8, 4]
     sampler = parser.get_parsed_content("train#sampler")
     assert isinstance(sampler, BatchBalancedSampler)
     loss = parser.get_parsed_content("loss")
@@ -98,13 +98,13 @@ def test_train_evaluate_with_mc_dropout_and_infer(tmp_path, fundus_dir, shared_d
     assert (models / "model.pt").is_file() and (models / "last_checkpoint_epoch=2.pt").is_file()
     assert list((tmp_path / "logs").glob("events.out.tfevents.*"))
     validation = read_json(models / "metrics.json")["validation"]
-    assert validation["class_names"] == FOLDER_ORDER and 0 <= validation["f1_macro"] <= 1
+    assert validation["class_names"] == CLASS_ORDER and 0 <= validation["f1_macro"] <= 1
 
     run_bundle(BUNDLE, ["train", "evaluate"], {**args, "mc_dropout": True, "mc_samples": 3})
     test = read_json(tmp_path / "eval" / "metrics.json")["test"]
     for key in ("accuracy", "balanced_accuracy", "f1_macro", "auc"):
         assert 0 <= test[key] <= 1, key
-    assert set(test["per_class"]) == set(FOLDER_ORDER) and "f1_positive" not in test
+    assert set(test["per_class"]) == set(CLASS_ORDER) and "f1_positive" not in test
     assert np.asarray(test["confusion_matrix"]).shape == (3, 3) and test["num_samples"] == 12
     assert (tmp_path / "eval" / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -116,12 +116,12 @@ def test_train_evaluate_with_mc_dropout_and_infer(tmp_path, fundus_dir, shared_d
     with open(tmp_path / "eval" / "predictions.csv") as f:
         rows = list(csv.DictReader(f))
     assert [row["id"] for row in rows] == ["eye_glaucoma", "eye_normal", "eye_suspect"]
-    columns = [f"prob_{name}" for name in FOLDER_ORDER]
+    columns = [f"prob_{name}" for name in CLASS_ORDER]
     assert set(columns) | {"entropy", "mutual_information"} <= set(rows[0])
     for row in rows:
         probabilities = [float(row[c]) for c in columns]
         assert sum(probabilities) == pytest.approx(1.0, abs=1e-4)
-        assert row["predicted_class"] == FOLDER_ORDER[int(np.argmax(probabilities))]
+        assert row["predicted_class"] == CLASS_ORDER[int(np.argmax(probabilities))]
 
 
 def test_resume_after_interruption_and_no_silent_overwrite(tmp_path, fundus_dir, caplog):
@@ -161,14 +161,14 @@ def test_flat_folders_and_csv_datalist_with_class_order(tmp_path, fundus_dir, sh
     assert sum(len(v) for v in datalists.values()) == 40 and all(datalists.values())
 
     write_csv_datalist(fundus_dir.parent, fundus_dir, "glaucoma.csv")
-    order = ["normal", "suspect", "glaucoma"]  # class_names set the class indices
+    order = ["suspect", "normal", "glaucoma"]  # --class_names sets the class indices
     overrides = {"dataset_dir": str(fundus_dir.parent), "data_format": "csv"}
-    overrides["data_kwargs"] = {"csv_file": "glaucoma.csv", "class_names": order}
+    overrides.update(data_kwargs={"csv_file": "glaucoma.csv"}, class_names=order)
     parser = parse_bundle(BUNDLE, ["train"], overrides)
     datalists = parser.get_parsed_content("datalists")
     assert {k: len(v) for k, v in datalists.items()} == {"train": 24, "val": 12, "test": 12}
     assert parser.get_parsed_content("class_names") == order
-    assert parser.get_parsed_content("class_counts") == [12, 8, 4]
+    assert parser.get_parsed_content("class_counts") == [8, 12, 4]
 
 
 def test_prior_correction_on_retinamnist(tmp_path, shared_data):
@@ -176,6 +176,7 @@ def test_prior_correction_on_retinamnist(tmp_path, shared_data):
     prior correction with the training priors) trains and evaluates with the stored rule."""
     args = tiny(tmp_path, shared_data / "medmnist", data_format="medmnist", max_items_per_split=30, num_epochs=1)
     args.update(data_kwargs={"flag": "retinamnist", "download": False}, loss_name="ce", sampler_name="none")
+    args["class_names"] = ["0", "1", "2", "3", "4"]  # the 5 RetinaMNIST grades instead of the 3 glaucoma classes
     args.update(threshold_method="prior_correction", batch_size=10)
     parser = run_in_process(BUNDLE, ["train"], args)
     counts = parser.get_parsed_content("class_counts")
@@ -215,7 +216,7 @@ def test_bad_data_gives_a_clear_error(tmp_path, layout, error, message):
         for name in ("normal", "glaucoma", "cataract"):
             (root / "train" / name).mkdir(parents=True)
             picture.save(root / "train" / name / "a.jpg")
-        overrides["data_kwargs"] = {"class_names": ["normal", "glaucoma"]}
+        overrides["class_names"] = ["normal", "glaucoma"]
     else:
         root.mkdir()
     with pytest.raises(RuntimeError) as raised:  # MONAI wraps the loader's error, which it prints too

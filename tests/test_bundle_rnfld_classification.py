@@ -129,7 +129,7 @@ def test_train_threshold_evaluate_with_mc_dropout_and_infer(tmp_path, fundus_dir
         assert float(row["prob_normal"]) + float(row["prob_rnfld"]) == pytest.approx(1.0, abs=1e-4)
         assert row["predicted_class"] == ("rnfld" if float(row["prob_rnfld"]) >= threshold else "normal")
     with pytest.raises(RuntimeError) as error:  # a second inference run refuses to overwrite the CSV
-        parse_bundle(BUNDLE, ["train", "inference"], overrides).get_parsed_content("infer#handlers")
+        parse_bundle(BUNDLE, ["train", "inference"], overrides).get_parsed_content("handlers")
     assert isinstance(error.value.__cause__, FileExistsError) and "predictions.csv" in str(error.value.__cause__)
 
 
@@ -171,7 +171,7 @@ def test_flat_folders_and_csv_datalist(tmp_path, fundus_dir, shared_data):
 
     write_csv_datalist(fundus_dir.parent, fundus_dir, "rnfld.csv")
     overrides = {"dataset_dir": str(fundus_dir.parent), "data_format": "csv"}
-    overrides["data_kwargs"] = {"csv_file": "rnfld.csv", "class_names": ["normal", "rnfld"]}
+    overrides["data_kwargs"] = {"csv_file": "rnfld.csv"}  # the labels must be the config's class_names
     datalists = parse_bundle(BUNDLE, ["train"], overrides).get_parsed_content("datalists")
     assert {k: len(v) for k, v in datalists.items()} == {"train": 24, "val": 14, "test": 14}
     assert datalists.class_names == ["normal", "rnfld"]
@@ -182,7 +182,7 @@ def test_thresholding_baseline_on_binary_medmnist(tmp_path, shared_data):
     no rebalancing, Youden threshold chosen on validation) trains and evaluates at the chosen threshold."""
     args = tiny(tmp_path, shared_data / "medmnist", data_format="medmnist", max_items_per_split=24, num_epochs=1)
     args.update(data_kwargs={"flag": "pneumoniamnist", "download": False}, loss_name="ce", sampler_name="none")
-    args.update(threshold_method="youden")
+    args.update(threshold_method="youden", class_names=["normal", "pneumonia"])
     run_in_process(BUNDLE, ["train"], args)
     threshold = read_json(tmp_path / "models" / "metrics.json")["decision_threshold"]["threshold"]
     run_in_process(BUNDLE, ["train", "evaluate"], {**args, "use_threshold": True})
@@ -214,7 +214,7 @@ def test_bad_data_gives_a_clear_error(tmp_path, layout, error, message):
         root.mkdir()
         picture.save(root / "a.jpg")
         (root / "datalist.csv").write_text("image,label\na.jpg,normal\na.jpg,rnfld\nmissing.jpg,normal\n")
-        overrides["data_kwargs"] = {"csv_file": "datalist.csv", "class_names": ["normal", "rnfld"]}
+        overrides["data_kwargs"] = {"csv_file": "datalist.csv"}
         overrides["data_format"] = "csv"
     elif layout == "unknown_label":
         for name in ("normal", "rnfld", "glaucoma"):

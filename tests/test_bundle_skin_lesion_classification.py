@@ -140,7 +140,7 @@ def test_bad_data_gives_a_clear_error(tmp_path, shared_data, layout, message):
             rows.append("missing.png,A")
         (root / "datalist.csv").write_text("\n".join(rows) + "\n")
     args = tiny(tmp_path, shared_data, dataset_dir=str(root), data_format="csv")
-    args["data_kwargs"] = {"csv_file": "datalist.csv", "class_names": ["A", "B"]}
+    args.update(data_kwargs={"csv_file": "datalist.csv"}, class_names=["A", "B"])
     if layout == "empty_dir":
         args.update(data_format="class_folders", data_kwargs={})
     with pytest.raises(RuntimeError) as error:  # MONAI wraps the loader's error, which it prints too

@@ -41,6 +41,12 @@ BUNDLE_CONFIGS = ("train", "evaluate", "inference", "multi_gpu_train")
 _TASKS = SOURCE_DIR / "tasks"
 _SOURCE_NAME = "monai_imbalance/bundles"  # how the headers name the sources (as in the repository)
 _REGENERATE = "python -m monai_imbalance.bundles sync"
+_METADATA_ORDER = (  # the order of the model zoo's metadata.json files
+    *("schema", "version", "changelog", "monai_version", "pytorch_version", "numpy_version"),
+    *("optional_packages_version", "supported_apps", "name", "task", "description", "authors", "copyright"),
+    *("data_source", "data_type", "image_classes", "label_classes", "pred_classes", "eval_metrics"),
+    *("intended_use", "references", "network_data_format"),
+)
 
 
 def bundle_names() -> list[str]:
@@ -76,7 +82,9 @@ def _metadata(name: str) -> str:
     common = json.loads((SOURCE_DIR / "common" / "metadata.json").read_text())
     task = json.loads((_TASKS / name / "metadata.json").read_text())
     metadata = _merge(common, task)
-    metadata["required_packages_version"]["monai-imbalance"] = __version__  # the package that renders it
+    metadata["optional_packages_version"]["monai-imbalance"] = __version__  # the package that renders it
+    order = {key: i for i, key in enumerate(_METADATA_ORDER)}
+    metadata = dict(sorted(metadata.items(), key=lambda item: order.get(item[0], len(order))))
     return json.dumps(metadata, indent=4) + "\n"
 
 
@@ -100,8 +108,11 @@ def render_bundle(name: str) -> dict[str, str]:
     env = _environment()
     task_source = f"{_SOURCE_NAME}/tasks/{name}/task.yaml.j2"
     files = {}
+    outputs = json.loads((_TASKS / name / "metadata.json").read_text())["network_data_format"]["outputs"]
+    class_names = list(outputs["pred"]["channel_def"].values())  # the one source of a task's classes
     for config in BUNDLE_CONFIGS:
-        body = env.get_template(f"tasks/{name}/task.yaml.j2").render(config=f"{config}.yaml.j2")
+        template = env.get_template(f"tasks/{name}/task.yaml.j2")
+        body = template.render(config=f"{config}.yaml.j2", class_names=class_names)
         header = f"# Generated from {task_source} and the family template it extends by `{_REGENERATE}`; edit there.\n"
         files[f"configs/{config}.yaml"] = header + body
     files["configs/metadata.json"] = _metadata(name)
