@@ -298,3 +298,17 @@ def test_switches_accept_command_line_strings_and_reject_others():
     assert MCDropoutInferer().reuse_prefix is True and MCDropoutInferer().progress is False
     with pytest.raises(ValueError, match="switch"):
         MCDropoutInferer(progress="maybe")
+
+
+def test_beyond_the_memory_limit_results_stay_exact():
+    net = _built(NETWORKS["small_cnn"][0])
+    x = _x(3, 1, 16, 16)
+    seen = _count_samples(_first_conv(net))
+    limited = MCDropoutInferer(num_samples=4, seed=0, keep_samples=True)
+    limited.prefix_cache_limit_bytes = 0  # nothing is remembered: the prefix runs again in every pass
+    with torch.no_grad():
+        full = MCDropoutInferer(num_samples=4, seed=0, keep_samples=True, reuse_prefix=False).predict(x, net)
+        seen.clear()
+        reused = limited.predict(x, net)
+    _assert_equal_results(full, reused)
+    assert sum(seen) >= 4 * 3
