@@ -87,7 +87,8 @@ def run(bundle: str, overrides: dict, *, expect_failure: bool = False) -> subpro
     result = subprocess.run(
         _command(bundle, overrides), cwd=ROOT / bundle, env=_env(), capture_output=True, text=True, timeout=900
     )
-    output = f"--- stdout\n{result.stdout[-5000:]}\n--- stderr\n{result.stderr[-5000:]}"
+    causes = "\n".join(line for line in result.stderr.splitlines() if re.match(r"^\w*(Error|Exception)\b", line))
+    output = f"--- stdout\n{result.stdout[-3000:]}\n--- stderr\n{result.stderr[-5000:]}\n--- causes\n{causes}"
     assert (result.returncode != 0) == expect_failure, output
     return result
 

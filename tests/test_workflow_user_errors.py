@@ -1,0 +1,103 @@
+"""Short endings for user errors: ``error: <message>`` without tracebacks; bugs keep their traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from monai_imbalance.errors import UserError
+from monai_imbalance.workflow import find_user_error, format_user_error
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from monai_imbalance.errors import UserError
+    from monai_imbalance.workflow import install_excepthook
+
+    class DataCheckError(UserError, ValueError):
+        pass
+
+    install_excepthook()
+
+    def evaluate():  # what MONAI's ConfigExpression does with every failing expression
+        try:
+            {body}
+        except Exception as e:
+            raise RuntimeError("Failed to evaluate ConfigExpression: $@datalists") from e
+
+    try:
+        evaluate()
+    except RuntimeError as e:
+        raise RuntimeError("Failed to evaluate ConfigExpression: $@train#trainer") from e
+    """
+)
+
+
+def _run(body: str, **env) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", SCRIPT.format(body=body)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=300,
+    )
+
+
+def test_a_user_error_deep_in_the_chain_ends_the_run_in_one_line():
+    result = _run("raise DataCheckError('datalist.csv, row 7: unknown label melanomaa')")
+    assert result.returncode == 1
+    assert result.stderr == "error: datalist.csv, row 7: unknown label melanomaa\n"
+
+
+def test_other_errors_keep_their_traceback():
+    result = _run("raise ZeroDivisionError('a bug')")
+    assert result.returncode == 1
+    assert result.stderr.count("Traceback") == 3 and "ZeroDivisionError: a bug" in result.stderr
+
+
+def test_the_full_traceback_on_request():
+    result = _run("raise DataCheckError('bad row')", MONAI_IMBALANCE_TRACEBACK="1")
+    assert "Traceback" in result.stderr and "DataCheckError: bad row" in result.stderr
+
+
+def test_installed_for_monai_bundle_runs_only():
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, monai_imbalance; print(getattr(sys.excepthook, '_monai_imbalance', False))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.stdout.strip() == "False"  # importing the library elsewhere leaves sys.excepthook alone
+
+
+def test_find_user_error_follows_cause_and_context():
+    class Mine(UserError, FileNotFoundError):
+        pass
+
+    try:
+        try:
+            raise Mine("x.png cannot be read")
+        except Mine:
+            raise KeyError("during handling")  # noqa: B904  (__context__, not __cause__, is what is tested)
+    except KeyError as e:
+        outer = RuntimeError("Failed to evaluate")
+        outer.__cause__ = e
+    found = find_user_error(outer)
+    assert isinstance(found, Mine) and format_user_error(found) == "error: x.png cannot be read\n"
+    assert find_user_error(RuntimeError("plain")) is None
+
+
+@pytest.mark.parametrize("message", ["", "   "])
+def test_an_empty_message_names_the_class(message):
+    class EmptyError(UserError):
+        pass
+
+    assert format_user_error(EmptyError(message)) == "error: EmptyError\n"
