@@ -80,9 +80,10 @@ def record_run_settings(
         rows = [f"| {key} | `{json.dumps(value, sort_keys=True)}` |" for key, value in sorted(recorded.items())]
         summary_writer.add_text(SETTINGS_KEY, "\n".join(["| setting | value |", "|---|---|", *rows]))
         flat = {key: _hparam_value(value) for key, value in recorded.items() if key != "overrides"}
-        flat.update({f"override/{key}": _hparam_value(value) for key, value in recorded["overrides"].items()})
-        file_writer = summary_writer._get_file_writer()
-        for summary in hparams(flat, {}):
-            file_writer.add_summary(summary)
+        flat.update({f"overrides/{key}": _hparam_value(value) for key, value in recorded["overrides"].items()})
+        # only the session-start summary: an experiment summary written now would list no metrics, and
+        # TensorBoard would use it for every run of a comparison folder (see handlers.summary_writer)
+        _, session_start, _ = hparams(flat, {})
+        summary_writer._get_file_writer().add_summary(session_start)
         summary_writer.flush()
     return recorded
