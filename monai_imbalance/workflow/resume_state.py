@@ -35,6 +35,9 @@ In a bundle's ``train.yaml``::
           evaluator: '@validate#evaluator'
           transforms: ['@train#preprocessing']
 
+In a distributed run only rank 0 writes checkpoints, so every rank resumes from rank 0's random states; the
+ranks are seeded alike (``set_determinism(seed)``) and draw alike, so this is what each of them held.
+
 The saver of the "last" checkpoint must be attached after every other ``EPOCH_COMPLETED`` handler that
 draws random numbers (validation included), and the loader after every ``STARTED`` handler; the bundles
 attach both last, in ``run``.
@@ -208,7 +211,9 @@ class ResumeState:
             self.evaluator.state.best_metric = state["best_metric"]
             self.evaluator.state.best_metric_epoch = state["best_metric_epoch"]
         savers = self.best_model_savers
-        if len(savers) == len(state["best_model_saved"]):
+        if not savers:
+            pass  # nothing tracks a best model here (e.g. a rank > 0 of a distributed run, where savers are disabled)
+        elif len(savers) == len(state["best_model_saved"]):
             for saver, saved in zip(savers, state["best_model_saved"], strict=True):
                 saver.load_state_dict({"_saved": [(priority, name) for priority, name in saved]})
         else:
