@@ -108,7 +108,7 @@ def build_groups(reps_cls: int, reps_seg: int, seed: int) -> list[Group]:
         [
             Candidate("torch F.cross_entropy", lambda x, y: F.cross_entropy(x, y)),
             Candidate("CrossEntropyLoss (ours)", CrossEntropyLoss()),
-            Candidate("FocalLoss (ours, gamma=2)", FocalLoss(gamma=2.0), 1.5),
+            Candidate("FocalLoss (ours, gamma=2)", FocalLoss(gamma=2.0, sigmoid=False), 1.5),
             Candidate("MONAI FocalLoss (softmax, gamma=2)", lambda x, y: monai_focal(x, y.unsqueeze(1))),
             Candidate("LDAMLoss (s=30, max_m=0.5)", LDAMLoss(counts), 1.5),
             Candidate("LMFLoss (official defaults)", LMFLoss(counts), 1.5),
@@ -122,7 +122,7 @@ def build_groups(reps_cls: int, reps_seg: int, seed: int) -> list[Group]:
         labels,
         [
             Candidate("torch F.cross_entropy(weight)", lambda x, y: F.cross_entropy(x, y, weight=weights)),
-            Candidate("FocalLoss (ours, weight)", FocalLoss(gamma=2.0, weight=weights), 1.5),
+            Candidate("FocalLoss (ours, weight)", FocalLoss(gamma=2.0, sigmoid=False, weight=weights), 1.5),
             Candidate("LDAMLoss (weight) = LDAM-DRW", LDAMLoss(counts, weight=weights), 1.5),
             Candidate("LMFLoss (weight)", LMFLoss(counts, weight=weights), 1.5),
         ],
@@ -146,7 +146,7 @@ def build_groups(reps_cls: int, reps_seg: int, seed: int) -> list[Group]:
             Candidate("torch F.cross_entropy", lambda x, y: F.cross_entropy(x, y[:, 0].long())),
             Candidate("CrossEntropyLoss (ours)", CrossEntropyLoss()),
             Candidate("MONAI FocalLoss (softmax, gamma=2)", monai_focal),
-            Candidate("FocalLoss (ours, softmax, gamma=2)", FocalLoss(gamma=2.0)),
+            Candidate("FocalLoss (ours, softmax, gamma=2)", FocalLoss(gamma=2.0, sigmoid=False)),
         ],
         reps_seg,
         3,
