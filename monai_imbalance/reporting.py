@@ -1,4 +1,4 @@
-"""Writing results: the shared ``metrics.json`` and figures saved as PNG and as TensorBoard images.
+"""Writing results: the shared ``metrics.json``, figures saved as PNG and as TensorBoard images, metric tables.
 
 Several handlers of one run write into the same ``metrics.json`` (classification metrics, the
 repeatability report, the chosen decision threshold). :func:`update_metrics_json` merges their
@@ -12,7 +12,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +23,15 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from torch.utils.tensorboard import SummaryWriter
 
-__all__ = ["load_metrics_json", "save_figure", "to_jsonable", "update_metrics_json"]
+__all__ = [
+    "METRIC_LABELS",
+    "load_metrics_json",
+    "metrics_table",
+    "print_metrics_table",
+    "save_figure",
+    "to_jsonable",
+    "update_metrics_json",
+]
 
 
 def to_jsonable(value: Any) -> Any:
@@ -121,3 +129,109 @@ def save_figure(
             summary_writer.add_figure(tag or default_tag, figure, global_step=global_step, close=False)
     finally:
         plt.close(figure)
+
+
+#: row labels of :func:`metrics_table`, in display order: the scores of the classification, segmentation and
+#: repeatability reports (``metrics.json`` entries), so that one table code serves every bundle
+METRIC_LABELS: dict[str, str] = {
+    "accuracy": "accuracy",
+    "balanced_accuracy": "balanced accuracy",
+    "f1_macro": "macro F1",
+    "precision_macro": "macro precision",
+    "recall_macro": "macro recall",
+    "f1_positive": "F1 (positive class)",
+    "precision_positive": "precision (positive class)",
+    "recall_positive": "sensitivity (positive class)",
+    "jaccard": "Jaccard (IoU)",
+    "dice": "Dice (F1)",
+    "recall": "recall (sensitivity)",
+    "specificity": "specificity",
+    "auc": "AUC",
+    "loa": "95% limits of agreement",
+    "loa_boot_mean": "LoA (bootstrap mean, paper)",
+    "loa_rel": "LoA relative to the range",
+    "icc": "ICC",
+    "icc_2k": "ICC(2,k) (paper)",
+    "mean_abs_diff": "mean absolute difference",
+    "disagreement_rate": "disagreement rate",
+}
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _cell(value: Any, width: int) -> str:
+    number = _number(value)
+    return f"{'-':>{width}}" if number is None else f"{number:>{width}.3f}"
+
+
+def metrics_table(
+    columns: Mapping[str, Mapping[str, Any]], *, rows: Sequence[str] | None = None, per_class: str | None = "f1"
+) -> str:
+    """A plain-text table of metric reports side by side: one row per metric, one column per report.
+
+    Args:
+        columns: ``{column title: report}``, reports as in ``metrics.json`` (e.g. ``{"validation": ...,
+            "test (MC)": ...}``).
+        rows: the metric keys, in order (default: the keys of :data:`METRIC_LABELS` that some report holds as a
+            number); labelled by :data:`METRIC_LABELS` where they have a label, else by the key.
+        per_class: a per-class score (``"f1"``, ``"recall"``, ...) listed below for the reports with a
+            ``"per_class"`` entry, one column each; ``None`` for none.
+
+    Values are shown with three decimals; missing and non-finite ones as ``-``.
+    """
+    if not columns:
+        raise ValueError("metrics_table needs at least one report")
+    if rows is None:
+        rows = [
+            key for key in METRIC_LABELS if any(_number(report.get(key)) is not None for report in columns.values())
+        ]
+    labels = [METRIC_LABELS.get(key, key) for key in rows]
+    label_width = max([26, *(len(label) + 2 for label in labels)])
+    widths = [max(12, len(title) + 2) for title in columns]
+    header = f"{'metric':<{label_width}}" + "".join(f"{title:>{w}}" for title, w in zip(columns, widths, strict=True))
+    lines = [header, "-" * len(header)]
+    for key, label in zip(rows, labels, strict=True):
+        cells = "".join(_cell(report.get(key), w) for report, w in zip(columns.values(), widths, strict=True))
+        lines.append(f"{label:<{label_width}}{cells}")
+    with_classes = {title: report["per_class"] for title, report in columns.items() if report.get("per_class")}
+    if per_class is not None and with_classes:
+        names = list(dict.fromkeys(name for scores in with_classes.values() for name in scores))
+        class_width = max([label_width - 2, *(len(name) for name in names)])
+        class_widths = [max(12, len(title) + 2) for title in with_classes]
+        heading = f"{per_class + ' per class':<{class_width + 2}}"
+        lines += ["", heading + "".join(f"{t:>{w}}" for t, w in zip(with_classes, class_widths, strict=True))]
+        for name in names:
+            cells = "".join(
+                _cell(scores.get(name, {}).get(per_class), w)
+                for scores, w in zip(with_classes.values(), class_widths, strict=True)
+            )
+            lines.append(f"  {name:<{class_width}}{cells}")
+    return "\n".join(lines)
+
+
+def print_metrics_table(metrics_file: str | os.PathLike, keys: Sequence[str], *, per_class: str | None = "f1") -> str:
+    """Print the reports ``keys`` of ``metrics_file`` as tables (:func:`metrics_table`), the end of a bundle run.
+
+    One table per key present in the file (a key the run did not write, e.g. ``"repeatability"`` without
+    repeat images, is left out), under a title line naming the key and the file. Prints on the first process
+    only (every process returns the text).
+
+    Returns:
+        the printed text (``""`` when no key is in the file).
+    """
+    if isinstance(keys, str):
+        keys = [keys]
+    content = load_metrics_json(metrics_file)
+    tables = [
+        f"{key} ({metrics_file}):\n" + metrics_table({key: content[key]}, per_class=per_class)
+        for key in keys
+        if isinstance(content.get(key), Mapping)
+    ]
+    text = "\n\n".join(tables)
+    if text and int(os.environ.get("RANK", "0")) == 0:
+        print("\n" + text, flush=True)
+    return text

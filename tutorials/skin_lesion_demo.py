@@ -73,24 +73,6 @@ def run_bundle(configs: list[str], overrides: dict[str, object]) -> None:
         raise DemoError(f"the bundle run failed: {' '.join(command)}")
 
 
-def metrics_table(validation: dict, test: dict) -> str:
-    rows = [
-        ("accuracy", "accuracy"),
-        ("balanced accuracy", "balanced_accuracy"),
-        ("macro F1", "f1_macro"),
-        ("macro precision", "precision_macro"),
-        ("macro recall", "recall_macro"),
-        ("AUC (macro, one-vs-rest)", "auc"),
-    ]
-    lines = [f"{'metric':<26}{'validation':>12}{'test (MC)':>12}", "-" * 50]
-    for label, key in rows:
-        lines.append(f"{label:<26}{validation.get(key, float('nan')):>12.3f}{test.get(key, float('nan')):>12.3f}")
-    lines += ["", f"{'test F1 per class':<40}{'F1':>10}"]
-    for name, scores in test.get("per_class", {}).items():
-        lines.append(f"  {name[:38]:<38}{scores.get('f1', float('nan')):>10.3f}")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", help="folder holding dermamnist.npz (default: $DATA_DIR, else download)")
@@ -124,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
 
     validation = json.loads((out / "models" / "metrics.json").read_text())["validation"]
     test = json.loads((out / "eval" / "metrics.json").read_text())["test"]
-    print("\n" + metrics_table(validation, test))
+    from monai_imbalance.reporting import metrics_table
+
+    print("\n" + metrics_table({"validation": validation, "test (MC)": test}, per_class="f1"))
     print(f"\nbest epoch {validation['epoch']} (validation macro-F1), {time.perf_counter() - started:.0f} s in all")
     print(f"TensorBoard logs : {out / 'logs'}   (tensorboard --logdir {out / 'logs'})")
     print(f"metrics.json     : {out / 'eval' / 'metrics.json'} (test), {out / 'models' / 'metrics.json'} (validation)")
