@@ -12,6 +12,7 @@ from monai.engines import SupervisedTrainer
 from monai.transforms import Affine
 
 from monai_imbalance.transforms import BatchRandAugment, PrepareBatchAugment, augment_placement
+from monai_imbalance.transforms.batch_augment import _affine_grid
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -250,3 +251,10 @@ def test_augment_placement():
     assert augment_placement(False, "batch") == "none"
     with pytest.raises(ValueError, match="augment_on"):
         augment_placement(True, "gpu")
+
+
+def test_broadcast_grid_equals_affine_grid():
+    generator = torch.Generator().manual_seed(0)
+    theta = torch.randn(5, 2, 3, generator=generator)
+    expected = F.affine_grid(theta, [5, 1, 7, 11], align_corners=False)
+    assert torch.allclose(_affine_grid(theta, 7, 11), expected, atol=1e-6)
