@@ -120,7 +120,8 @@ class ClassificationTensorBoard(EpochHandler):
     """Write the classification scores, per-class scores, PR and ROC curves of every evaluator run.
 
     Args:
-        summary_writer: a ``SummaryWriter`` or :class:`monai_imbalance.handlers.LazySummaryWriter`.
+        summary_writer: a ``SummaryWriter`` or :class:`monai_imbalance.handlers.LazySummaryWriter`; ``None`` on the
+            processes that do not write (they still take part in the gathering, so attach the handler on every rank).
         phase: the tag namespace, e.g. ``"val"`` or ``"test"`` (no ``/``).
         class_names: the class names of the tags and the figure (default ``"0" .. "C-1"``).
         num_classes: expected number of classes (checked when given; needed for class-index predictions
@@ -146,8 +147,6 @@ class ClassificationTensorBoard(EpochHandler):
         save_rank: int = 0,
         name: str | None = None,
     ) -> None:
-        if summary_writer is None:
-            raise ValueError("summary_writer is None; give a SummaryWriter (or disable the handler with _disabled_)")
         if not isinstance(phase, str) or not phase or "/" in phase:
             raise ValueError(f"phase must be a non-empty name without '/', e.g. 'val' or 'test'; got {phase!r}")
         if class_names is not None:
@@ -185,6 +184,8 @@ class ClassificationTensorBoard(EpochHandler):
         probabilities, labels = self.metric.get_buffer()
         if idist.get_rank() != self.save_rank:
             return
+        if self.summary_writer is None:
+            raise ValueError(f"{type(self).__name__}: summary_writer is None on the writing rank {self.save_rank}")
         step = int(engine.state.epoch)
         writer, phase = self.summary_writer, self.phase
         for score in CLASSIFICATION_METRIC_NAMES:
