@@ -18,7 +18,7 @@ $(STAMP): requirements-ci.txt pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=25
 
 # The main job: LMF on DermaMNIST with the skin-lesion bundle, MC-dropout evaluation, a table of metrics.
 # DATA_DIR=<folder with dermamnist.npz> uses a local copy; without it the file is downloaded.
