@@ -2,15 +2,24 @@
 
 Studies (test-split scores of the checkpoint with the best validation score, as the bundles select it):
 
-(a) DermaMNIST (7 skin-lesion classes, HAM10000): cross-entropy vs focal (gamma 2) vs LDAM vs LMF (official
-    defaults), with the plain linear head of the official LMF setting and, for LDAM/LMF, also with the cosine
-    (normalised-linear) head that LDAM's scale ``s = 30`` was designed for. Macro-F1 and balanced accuracy.
+(a) DermaMNIST (7 skin-lesion classes, HAM10000): cross-entropy vs focal (gamma 2) vs LDAM vs LMF (the
+    library's defaults: the official alpha, beta, gamma, margins and scale, unweighted), with the plain linear
+    head of the official LMF setting and, for LDAM/LMF, also with the cosine (normalised-linear) head that LDAM's
+    scale ``s = 30`` was designed for. Macro-F1 and balanced accuracy.
 (b) PneumoniaMNIST (binary; positive class pneumonia) and RetinaMNIST (5 fundus grades): the BBFL paper's
     comparison, CE vs random over-sampling (ROS), random under-sampling (RUS), cost-sensitive CE (inverse
     class-frequency weights), thresholding and BBFL (batch-balanced sampler + focal gamma 2). F1 (binary:
     of the positive class; multiclass: macro), AUC. Thresholding reuses the CE run and moves the decision on
     the validation split: binary, the F1-optimal threshold on ``p(pneumonia)`` (``select_threshold``);
     multiclass, prior correction ``argmax_c p_c / pi_c`` with the training priors (``prior_correction``).
+
+(c) ``--study lmf_official`` (issue 14): DermaMNIST only, cross-entropy vs LMF with the library's defaults
+    (``get_loss("lmf")``, unweighted) vs LMF in the official code's setting (``get_loss("lmf_official")``: the
+    LDAM margins as class weights of both terms), linear head; macro-F1 and per-class recall.
+
+Every table adds the paired differences of macro-F1 and balanced accuracy to its first method (cross-entropy:
+the same seed gives the same initial weights and batch order), mean +- SD over seeds, and, with
+``--per-class-recall`` (on by default for ``--study lmf_official``), the test recall of every class.
 
 Components are those of the bundles, driven directly (no bundle subprocesses, no MONAI engines, so that the
 whole study fits on a CPU): ``load_datalists("medmnist")`` and the bundles' deterministic pre-processing
@@ -36,6 +45,7 @@ cores; the run prints its measured ms per pass, so the cost of other settings ca
 Run (the full study; its wall time is printed at the end)::
 
     .venv/bin/python benchmarks/bench_classification.py --output /tmp/classification.md
+    .venv/bin/python benchmarks/bench_classification.py --study lmf_official --output /tmp/lmf_official.md
     .venv/bin/python benchmarks/bench_classification.py --quick     # 2 epochs, 15% of the training images
 """
 
@@ -101,7 +111,7 @@ LOSS_METHODS = (
     Method("CE", Training("ce")),
     Method("focal (gamma 2)", Training("focal")),
     Method("LDAM (linear head)", Training("ldam")),
-    Method("LMF (linear head, official setting)", Training("lmf")),
+    Method("LMF (linear head, library defaults)", Training("lmf")),
     Method("LDAM, cosine head", Training("ldam", head="cosine")),
     Method("LMF, cosine head", Training("lmf", head="cosine")),
 )
@@ -113,10 +123,20 @@ BBFL_METHODS = (
     Method("thresholding (CE + validation rule)", Training("ce"), decision="validation"),
     Method("BBFL (batch-balanced + focal)", Training("focal", sampler="batch_balanced")),
 )
+LMF_OFFICIAL_METHODS = (
+    Method("CE", Training("ce")),
+    Method("LMF, library defaults (get_loss('lmf'))", Training("lmf")),
+    Method("LMF, official weighting (get_loss('lmf_official'))", Training("lmf_official")),
+)
 STUDIES: dict[str, tuple[Method, ...]] = {
     "dermamnist": LOSS_METHODS,
     "pneumoniamnist": BBFL_METHODS,
     "retinamnist": BBFL_METHODS,
+}
+#: ``--study``: the methods per data set of each study
+STUDY_SETS: dict[str, dict[str, tuple[Method, ...]]] = {
+    "imbalance": STUDIES,
+    "lmf_official": {"dermamnist": LMF_OFFICIAL_METHODS},
 }
 
 
@@ -297,8 +317,15 @@ def mean_sd(values: Sequence[float], digits: int = 3) -> str:
     return f"{statistics.mean(values):.{digits}f} +- {statistics.stdev(values):.{digits}f}"
 
 
-def study_table(dataset: str, methods: Sequence[Method], results: dict[tuple[Training, int], RunResult]) -> str:
-    """Markdown section of one data set: one row per method, test-split scores as mean +- SD over the seeds."""
+def study_table(
+    dataset: str,
+    methods: Sequence[Method],
+    results: dict[tuple[Training, int], RunResult],
+    *,
+    per_class_recall: bool = False,
+) -> str:
+    """Markdown section of one data set: one row per method, test-split scores as mean +- SD over the seeds, the
+    paired differences to the first method and (``per_class_recall``) the test recall of every class."""
     seeds = sorted({seed for (_, seed) in results})
     first = next(iter(results.values()))
     data = load_data(dataset, first.run.data_dir, first.run.train_fraction)
@@ -315,18 +342,40 @@ def study_table(dataset: str, methods: Sequence[Method], results: dict[tuple[Tra
         columns.append(("threshold", lambda rep: rep["decision_threshold"]))
     else:
         columns.append((f"F1 of the rarest class ({rarest})", lambda rep: rep["per_class"][rarest]["f1"]))
+    reference = methods[0]
+    paired = [("macro-F1", "f1_macro"), ("balanced accuracy", "balanced_accuracy")]
     lines = [
-        "| method | " + " | ".join(name for name, _ in columns) + " | best epoch per seed |",
-        "|---|" + "---:|" * (len(columns) + 1),
+        "| method | "
+        + " | ".join(name for name, _ in columns)
+        + "".join(f" | {name} - {reference.name}'s (paired)" for name, _ in paired)
+        + " | best epoch per seed |",
+        "|---|" + "---:|" * (len(columns) + len(paired) + 1),
     ]
+    reports = {m: [test_report(results[(m.training, seed)], m) for seed in seeds] for m in methods}
     for method in methods:
         runs = [results[(method.training, seed)] for seed in seeds]
-        reports = [test_report(r, method) for r in runs]
-        cells = [mean_sd([value(rep) for rep in reports]) for _, value in columns]
+        cells = [mean_sd([value(rep) for rep in reports[method]]) for _, value in columns]
+        for _, key in paired:
+            if method == reference:
+                cells.append("-")
+            else:
+                pairs = zip(reports[method], reports[reference], strict=True)
+                cells.append(mean_sd([rep[key] - ref[key] for rep, ref in pairs]))
         diverged = sum(r.diverged_epoch is not None for r in runs)
         name = method.name + (f" (diverged in {diverged}/{len(runs)} runs)" if diverged else "")
         epochs = ", ".join(str(r.best_epoch) for r in runs)
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {epochs} |")
+    if per_class_recall:
+        lines += [
+            "",
+            "Test recall per class (mean +- SD over seeds; training images per class in brackets):",
+            "",
+            "| method | " + " | ".join(f"{c} ({n})" for c, n in zip(data.class_names, counts, strict=True)) + " |",
+            "|---|" + "---:|" * data.num_classes,
+        ]
+        for method in methods:
+            cells = [mean_sd([rep["per_class"][c]["recall"] for rep in reports[method]]) for c in data.class_names]
+            lines.append(f"| {method.name} | " + " | ".join(cells) + " |")
     sizes = f"train {len(data.train.labels)} ({', '.join(map(str, counts))} per class), "
     sizes += f"val {len(data.val.labels)}, test {len(data.test.labels)}"
     return f"### {dataset}\n\n{sizes}; classes {', '.join(data.class_names)}.\n\n" + "\n".join(lines) + "\n"
@@ -337,8 +386,8 @@ def parse_epochs(values: Sequence[str], parser: argparse.ArgumentParser) -> dict
     epochs = dict(DEFAULT_EPOCHS)
     for value in values:
         name, _, count = value.rpartition("=")
-        if name and name not in STUDIES:
-            parser.error(f"--epochs {value}: unknown data set {name!r}; choose from {list(STUDIES)}")
+        if name and name not in DEFAULT_EPOCHS:
+            parser.error(f"--epochs {value}: unknown data set {name!r}; choose from {list(DEFAULT_EPOCHS)}")
         if not count.isdigit() or int(count) < 1:
             parser.error(f"--epochs {value}: expected a positive number of epochs")
         epochs.update({name: int(count)} if name else dict.fromkeys(epochs, int(count)))
@@ -348,7 +397,20 @@ def parse_epochs(values: Sequence[str], parser: argparse.ArgumentParser) -> dict
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="folder with the MedMNIST .npz files")
-    parser.add_argument("--datasets", nargs="+", default=list(STUDIES), choices=list(STUDIES))
+    parser.add_argument(
+        "--study",
+        default="imbalance",
+        choices=list(STUDY_SETS),
+        help="imbalance: the losses and rebalancing methods of issue 5 (default); lmf_official: CE vs LMF "
+        "(library defaults) vs LMF (official weighting) on DermaMNIST",
+    )
+    parser.add_argument("--datasets", nargs="+", default=None, choices=list(STUDIES), help="default: the study's")
+    parser.add_argument(
+        "--per-class-recall",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="add the test recall of every class (default: on for --study lmf_official)",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument(
         "--epochs",
@@ -369,11 +431,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error("--train-fraction must lie in (0, 1]")
     if args.output is not None and args.output.exists():
         parser.error(f"{args.output} exists; move it away or choose another --output (nothing is overwritten)")
+    studies = STUDY_SETS[args.study]
+    if args.datasets is None:
+        args.datasets = list(studies)
+    unknown = [d for d in args.datasets if d not in studies]
+    if unknown:
+        parser.error(f"--study {args.study} has no data set(s) {unknown}; it has {list(studies)}")
+    if args.per_class_recall is None:
+        args.per_class_recall = args.study == "lmf_official"
 
     wall = time.perf_counter()
     runs = []
     for dataset in args.datasets:
-        trainings = list(dict.fromkeys(m.training for m in STUDIES[dataset]))  # thresholding reuses CE's run
+        trainings = list(dict.fromkeys(m.training for m in studies[dataset]))  # thresholding reuses CE's run
         for training in trainings:
             for seed in args.seeds:
                 runs.append(Run(dataset, training, seed, epochs[dataset], args.data_dir, args.train_fraction))
@@ -411,7 +481,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "'best epoch per seed' is the selected epoch of every seed.\n",
     ]
     for dataset in args.datasets:
-        out.append(study_table(dataset, STUDIES[dataset], results[dataset]))
+        out.append(study_table(dataset, studies[dataset], results[dataset], per_class_recall=args.per_class_recall))
     text = "\n".join(out)
     print(text)
     if args.output is not None:
