@@ -42,13 +42,6 @@ def run_overrides(argv: list[str] | None = None) -> dict[str, Any]:
     return {key: value for key, value in command[1].items() if key not in RUN_SWITCHES}
 
 
-def _hparam_value(value: Any) -> int | float | str | bool:
-    """A value TensorBoard's HParams plugin accepts (numbers, strings, booleans); anything else as JSON text."""
-    if isinstance(value, (bool, int, float, str)):
-        return value
-    return json.dumps(value, sort_keys=True)
-
-
 def record_run_settings(
     metrics_file: str | os.PathLike,
     settings: Mapping[str, Any],
@@ -62,7 +55,8 @@ def record_run_settings(
         metrics_file: the run's ``metrics.json``; the settings go under ``"settings"`` (other keys are kept).
         settings: the effective settings, ``{name: value}`` (values made JSON-able: tensors become lists).
         summary_writer: a TensorBoard ``SummaryWriter``: a Markdown table as text ``"settings"`` and the
-            same values as HParams; ``None`` to skip.
+            same values as HParams (:func:`monai_imbalance.handlers.write_hparams`: one session start, nested
+            entries as ``overrides/<key>``); ``None`` to skip.
         overrides: the overrides to record; defaults to those of the ``monai.bundle run`` command line
             (:func:`run_overrides`).
 
@@ -75,15 +69,10 @@ def record_run_settings(
         return recorded
     update_metrics_json(metrics_file, {SETTINGS_KEY: recorded})
     if summary_writer is not None:
-        from torch.utils.tensorboard.summary import hparams
+        # imported here: monai_imbalance.handlers imports modules that import this package
+        from monai_imbalance.handlers.summary_writer import write_hparams
 
         rows = [f"| {key} | `{json.dumps(value, sort_keys=True)}` |" for key, value in sorted(recorded.items())]
         summary_writer.add_text(SETTINGS_KEY, "\n".join(["| setting | value |", "|---|---|", *rows]))
-        flat = {key: _hparam_value(value) for key, value in recorded.items() if key != "overrides"}
-        flat.update({f"overrides/{key}": _hparam_value(value) for key, value in recorded["overrides"].items()})
-        # only the session-start summary: an experiment summary written now would list no metrics, and
-        # TensorBoard would use it for every run of a comparison folder (see handlers.summary_writer)
-        _, session_start, _ = hparams(flat, {})
-        summary_writer._get_file_writer().add_summary(session_start)
-        summary_writer.flush()
+        write_hparams(summary_writer, recorded)  # the one HParams session start of the run (nested keys as a/b)
     return recorded
