@@ -79,6 +79,9 @@ def test_write_hparams_writes_one_session_start_into_the_run_folder(tmp_path):
     settings = {"loss": "lmf", "seed": 1, "lr": 1e-3, "augment": True, "class_weights": None, "sizes": [28, 28]}
     flat = write_hparams(writer, {**settings, "overrides": {"num_epochs": 2}})
     writer.close()
+    assert not (tmp_path / "logs").exists()  # kept until the first write
+    writer.add_scalar("val/f1_macro", 0.5, 1)
+    writer.close()
     assert flat["sizes"] == "[28, 28]" and flat["class_weights"] == "null" and flat["overrides/num_epochs"] == 2
 
     assert [p.parent for p in _event_files(tmp_path)] == [tmp_path / "logs"]  # no sub-run as add_hparams makes

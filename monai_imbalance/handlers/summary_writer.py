@@ -6,7 +6,9 @@ event file behind, which TensorBoard then lists as a run: a run refused because 
 (``--resume`` / ``--overwrite`` missing), a misspelt override, ``ConfigWorkflow(...).check_properties()``.
 :class:`LazySummaryWriter` keeps the arguments and builds the writer at the first call that writes (or needs
 the writer): ``add_scalar``, ``add_figure``, ``_get_file_writer`` ... ``flush`` and ``close`` of a writer that
-never wrote do nothing.
+never wrote do nothing, and :func:`write_hparams` on a writer not yet created keeps the summary until the first
+write: the settings a bundle records in its ``initialize`` step appear with the run's first scalar, and a workflow
+that is initialised and checked but never run leaves no file.
 
 **Settings as HParams.** :func:`write_hparams` writes a run's settings as the HParams plugin's *session start*
 summary into the run's own folder, so that TensorBoard's HParams tab shows one row per run folder with its
@@ -42,14 +44,16 @@ class LazySummaryWriter:
         kwargs: other ``torch.utils.tensorboard.SummaryWriter`` arguments (``comment``, ``flush_secs``, ...).
 
     Every attribute but ``log_dir``, ``created``, ``flush`` and ``close`` is the real writer's; reading one
-    creates the writer (and its event file). Use it wherever a ``SummaryWriter`` is expected, e.g. as
-    ``summary_writer`` of MONAI's ``TensorBoardStatsHandler``.
+    creates the writer (and its event file), which first writes the summaries kept by :func:`write_hparams`.
+    Use it wherever a ``SummaryWriter`` is expected, e.g. as ``summary_writer`` of MONAI's
+    ``TensorBoardStatsHandler``.
     """
 
     def __init__(self, log_dir: str | os.PathLike, **kwargs: Any) -> None:
         self.log_dir = os.fspath(log_dir)
         self._kwargs = kwargs
         self._writer: SummaryWriter | None = None
+        self._pending: list[Any] = []  # summaries waiting for the first write
 
     @property
     def created(self) -> bool:
@@ -63,12 +67,15 @@ class LazySummaryWriter:
             from torch.utils.tensorboard import SummaryWriter
 
             self._writer = SummaryWriter(log_dir=self.log_dir, **self._kwargs)
+            for summary in self._pending:
+                self._writer._get_file_writer().add_summary(summary)
+            self._pending.clear()
         return self._writer
 
     def __getattr__(self, name: str) -> Any:
         # only reached for names this class does not define; dunder and own private names (looked up by copy,
         # pickle and during construction) must not create the writer
-        if name.startswith("__") or name in ("_kwargs", "_writer"):
+        if name.startswith("__") or name in ("_kwargs", "_pending", "_writer"):
             raise AttributeError(name)
         return getattr(self.writer, name)
 
@@ -107,7 +114,8 @@ def write_hparams(summary_writer: Any, settings: Mapping[str, Any]) -> dict[str,
 
     Nested mappings are flattened with ``/`` (``{"overrides": {"seed": 1}}`` gives ``overrides/seed``); values
     other than booleans, numbers and strings are written as JSON text (``None`` as ``"null"``). Only the session
-    start summary is written, see the module docstring for why.
+    start summary is written, see the module docstring for why. A :class:`LazySummaryWriter` that has not written
+    yet keeps it until its first write.
 
     Args:
         summary_writer: a ``SummaryWriter`` or :class:`LazySummaryWriter`.
@@ -122,6 +130,10 @@ def write_hparams(summary_writer: Any, settings: Mapping[str, Any]) -> dict[str,
     if not isinstance(settings, Mapping):
         raise TypeError(f"settings must be a mapping of names to values, got {type(settings).__name__}")
     flat = _flatten(settings)
-    summary_writer._get_file_writer().add_summary(hparams_pb(flat))
+    summary = hparams_pb(flat)
+    if isinstance(summary_writer, LazySummaryWriter) and not summary_writer.created:
+        summary_writer._pending.append(summary)
+        return flat
+    summary_writer._get_file_writer().add_summary(summary)
     summary_writer.flush()
     return flat
