@@ -1,14 +1,24 @@
-"""Run a bundle of ``bundles/`` as a user does: ``python -m monai.bundle run`` (or ``torchrun``), in a subprocess."""
+"""Run a bundle of ``bundles/`` as a user does: ``python -m monai.bundle run`` (or ``torchrun``) in a subprocess,
+or the same command in this process (:func:`run_bundle_in_process`, no interpreter start-up and MONAI import)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import os
+import random
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+import traceback
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUNDLES = REPO_ROOT / "bundles"
@@ -30,6 +40,21 @@ def _override_args(overrides: Mapping[str, Any]) -> list[str]:
     return args
 
 
+def _bundle_args(bundle: str, configs: Sequence[str], overrides: Mapping[str, Any] | None) -> tuple[Path, list[str]]:
+    """The bundle folder and the arguments after ``python -m monai.bundle``: ``run --config_file ... --key value``."""
+    root = BUNDLES / bundle
+    overrides = {"bundle_root": str(root), **(overrides or {})}
+    return root, ["run", "--config_file", _config_files(configs), *_override_args(overrides)]
+
+
+def _check_status(result: subprocess.CompletedProcess, expect_failure: bool) -> None:
+    output = f"$ {' '.join(result.args)}\n--- stdout\n{result.stdout[-6000:]}\n--- stderr\n{result.stderr[-6000:]}"
+    if expect_failure:
+        assert result.returncode != 0, f"expected the run to fail:\n{output}"
+    else:
+        assert result.returncode == 0, f"bundle run failed:\n{output}"
+
+
 def run_bundle(
     bundle: str,
     configs: Sequence[str] = ("train",),
@@ -38,7 +63,9 @@ def run_bundle(
     nproc: int | None = None,
     timeout: float = 600,
 ) -> subprocess.CompletedProcess:
-    """Run ``configs`` of ``bundles/<bundle>`` with ``--key value`` overrides; check the exit status.
+    """Run ``configs`` of ``bundles/<bundle>`` with ``--key value`` overrides in a new interpreter; check the exit
+    status. Use it where the command line itself is under test (one such run per bundle, and ``torchrun``);
+    :func:`run_bundle_in_process` runs the same command several seconds sooner.
 
     Args:
         bundle: folder name under ``bundles/``.
@@ -48,20 +75,165 @@ def run_bundle(
         nproc: run under ``torchrun --nproc_per_node=nproc`` (Gloo on the CPU).
         timeout: seconds before the run is killed.
     """
-    root = BUNDLES / bundle
-    overrides = {"bundle_root": str(root), **(overrides or {})}
-    module = ["-m", "monai.bundle", "run", "--config_file", _config_files(configs), *_override_args(overrides)]
+    root, args = _bundle_args(bundle, configs, overrides)
+    module = ["-m", "monai.bundle", *args]
     if nproc:  # torchrun, spelled so that it uses this interpreter
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *module]
     else:
         command = [sys.executable, *module]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
-    output = f"$ {' '.join(command)}\n--- stdout\n{result.stdout[-6000:]}\n--- stderr\n{result.stderr[-6000:]}"
-    if expect_failure:
-        assert result.returncode != 0, f"expected the run to fail:\n{output}"
-    else:
-        assert result.returncode == 0, f"bundle run failed:\n{output}"
+    _check_status(result, expect_failure)
+    return result
+
+
+class InProcessRun(subprocess.CompletedProcess):
+    """What :func:`run_bundle_in_process` returns: a ``CompletedProcess`` (``args``, ``returncode``, ``stdout``,
+    ``stderr``) plus ``workflow``, the ``monai.bundle.ConfigWorkflow`` that ran (``None`` when it failed), whose
+    ``workflow.parser.get_parsed_content(id)`` gives the very objects the run used."""
+
+    def __init__(self, args: list[str], returncode: int, stdout: str, stderr: str, workflow: Any = None) -> None:
+        super().__init__(args, returncode, stdout, stderr)
+        self.workflow = workflow
+
+
+@contextlib.contextmanager
+def _isolated_process_state(root: Path, argv: list[str]) -> Iterator[tuple[io.StringIO, io.StringIO]]:
+    """Run a block as if it were a fresh ``python -m monai.bundle`` process, and put this one back afterwards.
+
+    Inside: working directory ``root``; ``sys.argv`` the command line (the bundles read it back to check and
+    record the overrides); stdout and stderr into the yielded buffers (the bundle's ``logging.conf`` binds its
+    handler to the stdout of that moment, so the log lands there too); one torch thread (``OMP_NUM_THREADS=1``);
+    warnings ignored (``PYTHONWARNINGS=ignore``). Afterwards the working directory, ``sys.argv``, the root
+    logger (``logging.conf`` replaces its handlers, pytest's ``caplog`` among them), the environment, the torch
+    thread count, the determinism flags and MONAI's seed (``set_determinism``) and the Python, NumPy and torch
+    random states are restored.
+    """
+    import monai.utils.misc
+
+    root_logger = logging.getLogger()
+    saved = {
+        "cwd": os.getcwd(),
+        "argv": sys.argv[:],
+        "environ": dict(os.environ),
+        "handlers": root_logger.handlers[:],
+        "level": root_logger.level,
+        "threads": torch.get_num_threads(),
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
+        "cudnn": (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark),
+        "monai_seed": monai.utils.misc._seed,
+        "rng": (random.getstate(), np.random.get_state(), torch.get_rng_state()),  # noqa: NPY002 (seeded globally)
+    }
+    stdout, stderr = io.StringIO(), io.StringIO()
+    # loggers made before (MONAI's own at import) print to the stdout / stderr of their making: send them here too
+    redirected = {sys.stdout: stdout, sys.__stdout__: stdout, sys.stderr: stderr, sys.__stderr__: stderr}
+    moved = [
+        (handler, handler.stream)
+        for logger in [root_logger, *logging.Logger.manager.loggerDict.values()]
+        for handler in getattr(logger, "handlers", [])
+        if type(handler) is logging.StreamHandler and handler.stream in redirected
+    ]
+    try:
+        for handler, stream in moved:
+            handler.setStream(redirected[stream])
+        os.chdir(root)
+        sys.argv = argv
+        torch.set_num_threads(1)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            warnings.simplefilter("ignore")
+            yield stdout, stderr
+    finally:
+        for handler, stream in moved:
+            handler.setStream(stream)
+        os.chdir(saved["cwd"])
+        sys.argv = saved["argv"]
+        if dict(os.environ) != saved["environ"]:
+            os.environ.clear()
+            os.environ.update(saved["environ"])
+        for handler in root_logger.handlers[:]:
+            if handler not in saved["handlers"]:
+                root_logger.removeHandler(handler)
+                handler.close()
+        for handler in saved["handlers"]:
+            if handler not in root_logger.handlers:
+                root_logger.addHandler(handler)
+        root_logger.setLevel(saved["level"])
+        torch.set_num_threads(saved["threads"])
+        torch.use_deterministic_algorithms(saved["deterministic"])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved["cudnn"]
+        monai.utils.misc._seed = saved["monai_seed"]
+        python_rng, numpy_rng, torch_rng = saved["rng"]
+        random.setstate(python_rng)
+        np.random.set_state(numpy_rng)  # noqa: NPY002
+        torch.set_rng_state(torch_rng)
+
+
+def _parse_run_args(args: Sequence[str]) -> dict[str, Any]:
+    """``--key value`` pairs of a ``monai.bundle run`` command line, each value read as Fire reads it."""
+    from fire.parser import DefaultParseValue
+
+    assert len(args) % 2 == 0 and all(key.startswith("--") for key in args[::2]), args
+    return {key[2:]: DefaultParseValue(value) for key, value in zip(args[::2], args[1::2], strict=True)}
+
+
+def _failure_text(error: BaseException) -> str:
+    """What the failed command prints on stderr: ``error: <message>`` for a user error (the hook that importing
+    ``monai_imbalance`` installs for bundle runs), else the traceback."""
+    from monai_imbalance.workflow import find_user_error, format_user_error
+
+    user_error = find_user_error(error)
+    if user_error is not None and os.environ.get("MONAI_IMBALANCE_TRACEBACK", "") in ("", "0"):
+        return format_user_error(user_error)
+    return "".join(traceback.format_exception(error))
+
+
+def run_bundle_in_process(
+    bundle: str,
+    configs: Sequence[str] = ("train",),
+    overrides: Mapping[str, Any] | None = None,
+    expect_failure: bool = False,
+    before_run: Callable[[Any], None] | None = None,
+) -> InProcessRun:
+    """Run the command :func:`run_bundle` would run, ``python -m monai.bundle run --config_file ... --key value``,
+    in this process; check its outcome as :func:`run_bundle` checks the exit status.
+
+    The same command line is built and read back as Fire reads it (``--resume true`` arrives as the string
+    ``'true'``, a JSON dict's ``false`` as ``'false'``), then ``monai.bundle.scripts.create_workflow`` and the
+    workflow's ``run`` and ``finalize`` run as in ``monai.bundle.scripts.run``, inside
+    :func:`_isolated_process_state`: ``stdout`` holds the bundle's log, a failure becomes exit status 1 with
+    what the command would print on ``stderr``. What differs from a new interpreter: modules stay imported
+    (their module-level caches included) and nothing runs at interpreter exit.
+
+    Args:
+        bundle: folder name under ``bundles/``.
+        configs: config names layered in order, e.g. ``("train", "evaluate")``.
+        overrides: command-line overrides (``bundle_root`` defaults to the bundle folder).
+        expect_failure: assert that the run failed instead of succeeded.
+        before_run: ``callable(parser)`` called after ``initialize`` and before ``run``, e.g. to attach a handler
+            to a parsed engine (parsed objects are cached, so ``run`` uses the same ones).
+    """
+    from monai.bundle.scripts import create_workflow
+
+    import monai_imbalance  # noqa: F401  (short names in the configs, as in a bundle run)
+
+    root, args = _bundle_args(bundle, configs, overrides)
+    argv = [str(Path(sys.modules["monai.bundle"].__file__).with_name("__main__.py")), *args]
+    command = [sys.executable, "-m", "monai.bundle", *args]
+    workflow, returncode = None, 0
+    with _isolated_process_state(root, argv) as (stdout, stderr):
+        try:
+            workflow = create_workflow(**_parse_run_args(args[1:]))  # create_workflow initializes
+            if before_run is not None:
+                before_run(workflow.parser)
+            workflow.run()
+            workflow.finalize()
+        except SystemExit as exit:
+            returncode = exit.code if isinstance(exit.code, int) else 1
+        except Exception as error:  # the uncaught exception of the command
+            returncode = 1
+            sys.stderr.write(_failure_text(error))
+    result = InProcessRun(command, returncode, stdout.getvalue(), stderr.getvalue(), workflow)
+    _check_status(result, expect_failure)
     return result
 
 

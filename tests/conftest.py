@@ -1,7 +1,8 @@
-"""Shared test fixtures: the real data sets in ``../shared/data`` and a CPU-friendly thread count."""
+"""Shared test fixtures: the real data sets in ``../shared/data``, a CPU-friendly thread count, a clean root logger."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -30,3 +31,23 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+@pytest.fixture(autouse=True)
+def _root_logger_restored():
+    """Give back the root logger's handlers and level after each test.
+
+    A bundle run in the test process (``monai_imbalance.compare``, ``ConfigWorkflow``) applies the bundle's
+    ``logging.conf``, which replaces the root handlers by one printing to the stdout of that moment: a test's
+    captured output, closed once the test ends, so later tests would log into a closed file.
+    """
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    for handler in root.handlers[:]:
+        if handler not in handlers:
+            root.removeHandler(handler)
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)

@@ -3,6 +3,9 @@ of one examination) and the 16 real density-labelled JPEG mammograms in class fo
 
 The DICOM files are generated from the real mammograms (downsized, 12-bit, some MONOCHROME1, some with a VOI
 window) with ``tests/dicom_helpers.py``; the CSV mixes the density spellings A-D and 1-4.
+
+The training fixture runs the user's command line (``python -m monai.bundle run`` in a subprocess); the
+other runs execute the same commands in this process (``run_bundle_in_process``).
 """
 
 from __future__ import annotations
@@ -12,11 +15,9 @@ import csv
 import numpy as np
 import pytest
 import torch
-from bundle_runner import BUNDLES, parse_bundle, quick_run_overrides, read_json, run_bundle
+from bundle_runner import parse_bundle, quick_run_overrides, read_json, run_bundle, run_bundle_in_process
 from dicom_helpers import write_dicom
 from PIL import Image
-
-from monai_imbalance.compare import run_bundle_config
 
 BUNDLE = "breast_density"
 pytestmark = pytest.mark.e2e
@@ -75,7 +76,7 @@ def dicom_data(tmp_path_factory, shared_data):
 def trained(tmp_path_factory, dicom_data):
     root = tmp_path_factory.mktemp("density_run")
     args = tiny(root, dicom_data)
-    run_bundle(BUNDLE, ["train"], args)
+    run_bundle(BUNDLE, ["train"], args)  # the user's command line, once per bundle
     return root, args
 
 
@@ -87,7 +88,7 @@ def test_dicom_training_and_mc_evaluation_with_true_repeats(trained, tmp_path):
     out = tmp_path / "eval"
     overrides = {**args, "output_dir": str(out), "log_dir": str(tmp_path / "logs")}
     overrides.update({"mc_dropout": True, "mc_samples": 3, "n_boot": 50})
-    run_bundle(BUNDLE, ["train", "evaluate"], overrides)
+    run_bundle_in_process(BUNDLE, ["train", "evaluate"], overrides)
     metrics = read_json(out / "metrics.json")
     assert metrics["test"]["num_samples"] == 8 and metrics["test"]["class_names"] == CLASSES
     rep = metrics["repeatability"]
@@ -126,8 +127,8 @@ def test_real_jpeg_mammograms_in_class_folders_and_inference(tmp_path, shared_da
     args = tiny(tmp_path, folders, data_format="class_folders", num_epochs=1, batch_size=4, loss_name="focal")
     datalists = parse_bundle(BUNDLE, ["train"], args).get_parsed_content("datalists")
     assert datalists.class_names == CLASSES and sum(len(v) for v in datalists.values()) == 16
-    run_bundle_config(BUNDLES / BUNDLE, ["train"], args)
-    run_bundle_config(BUNDLES / BUNDLE, ["train", "evaluate"], {**args, "n_boot": 20})
+    run_bundle_in_process(BUNDLE, ["train"], args)
+    run_bundle_in_process(BUNDLE, ["train", "evaluate"], {**args, "n_boot": 20})
     rep = read_json(tmp_path / "eval" / "metrics.json")["repeatability"]
     assert rep["repeats"]["source"] == "simulated" and rep["n_patients"] == len(datalists["test"])
 
@@ -136,7 +137,7 @@ def test_real_jpeg_mammograms_in_class_folders_and_inference(tmp_path, shared_da
     new.mkdir()
     (new / "jpeg_mammogram.jpg").write_bytes((folders / "C" / "sample_C1.jpg").read_bytes())
     (new / "dicom_mammogram.dcm").write_bytes((dicom_data / "PD3" / "v1" / "CC.dcm").read_bytes())
-    run_bundle_config(BUNDLES / BUNDLE, ["train", "inference"], {**args, "input_dir": str(new)})
+    run_bundle_in_process(BUNDLE, ["train", "inference"], {**args, "input_dir": str(new)})
     with open(tmp_path / "eval" / "predictions.csv") as f:
         rows = list(csv.DictReader(f))
     assert [row["id"] for row in rows] == ["dicom_mammogram", "jpeg_mammogram"]
@@ -153,8 +154,8 @@ def test_unreadable_dicom_names_the_file(tmp_path, dicom_data):
     rows.append(["bad/broken.dcm", "B", "PX", "v1", "CC", "val"])
     (data / "datalist.csv").write_text("\n".join(",".join(r) for r in rows) + "\n")
     parser = parse_bundle(BUNDLE, ["train"], tiny(tmp_path, data))
-    dataset = parser.get_parsed_content("validate#dataset")
     with pytest.raises(Exception) as error:
+        dataset = parser.get_parsed_content("validate#dataset")  # a cached dataset reads every file here
         dataset[len(dataset) - 1]
     chain, cause = [], error.value
     while cause is not None:

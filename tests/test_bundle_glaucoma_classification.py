@@ -2,8 +2,9 @@
 
 No glaucoma-labelled data is public, so real RetinaMNIST fundus photographs are re-labelled by grade (0 -> normal,
 1-2 -> suspect, 3-4 -> glaucoma; imbalanced 12 / 8 / 4 in training) and written as JPEGs into the layouts the
-bundle reads. The user's command line runs once as a subprocess chain (train -> evaluate -> inference) and once
-under ``torchrun`` with two Gloo processes; everything else runs in-process (``fundus_bundle_helpers``).
+bundle reads. The user's command line runs as subprocesses under ``torchrun`` (two Gloo processes); the chain
+train -> evaluate -> inference runs the same commands in this process (``bundle_runner.run_bundle_in_process``),
+other behaviour through the parsed configs (``fundus_bundle_helpers``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from bundle_runner import parse_bundle, quick_run_overrides, read_json, run_bundle
+from bundle_runner import parse_bundle, quick_run_overrides, read_json, run_bundle, run_bundle_in_process
 from fundus_bundle_helpers import (
     pick_fundus,
     run_in_process,
@@ -93,14 +94,14 @@ def test_one_override_switches_a_component(fundus_dir, overrides, item, expected
 
 def test_train_evaluate_with_mc_dropout_and_infer(tmp_path, fundus_dir, shared_data):
     args = tiny(tmp_path, fundus_dir)
-    run_bundle(BUNDLE, ["train"], args)
+    run_bundle_in_process(BUNDLE, ["train"], args)
     models = tmp_path / "models"
     assert (models / "model.pt").is_file() and (models / "last_checkpoint_epoch=2.pt").is_file()
     assert list((tmp_path / "logs").glob("events.out.tfevents.*"))
     validation = read_json(models / "metrics.json")["validation"]
     assert validation["class_names"] == CLASS_ORDER and 0 <= validation["f1_macro"] <= 1
 
-    run_bundle(BUNDLE, ["train", "evaluate"], {**args, "mc_dropout": True, "mc_samples": 3})
+    run_bundle_in_process(BUNDLE, ["train", "evaluate"], {**args, "mc_dropout": True, "mc_samples": 3})
     test = read_json(tmp_path / "eval" / "metrics.json")["test"]
     for key in ("accuracy", "balanced_accuracy", "f1_macro", "auc"):
         assert 0 <= test[key] <= 1, key
@@ -112,7 +113,9 @@ def test_train_evaluate_with_mc_dropout_and_infer(tmp_path, fundus_dir, shared_d
     folder.mkdir()
     for name, images in pick_fundus(shared_data, "test", GRADES, count=1, offset=4).items():  # unseen photographs
         Image.fromarray(images[0]).save(folder / f"eye_{name}.png")
-    run_bundle(BUNDLE, ["train", "inference"], {**args, "input_dir": str(folder), "mc_dropout": True, "mc_samples": 3})
+    run_bundle_in_process(
+        BUNDLE, ["train", "inference"], {**args, "input_dir": str(folder), "mc_dropout": True, "mc_samples": 3}
+    )
     with open(tmp_path / "eval" / "predictions.csv") as f:
         rows = list(csv.DictReader(f))
     assert [row["id"] for row in rows] == ["eye_glaucoma", "eye_normal", "eye_suspect"]

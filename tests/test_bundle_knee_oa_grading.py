@@ -1,8 +1,9 @@
 """End-to-end runs of bundles/knee_oa_grading on tiny real knee radiographs (CPU, a couple of epochs).
 
-One training run (subprocess, as a user runs it) on the real PNG sample feeds the evaluation tests: MC-dropout
-evaluation on simulated repeats (subprocess), and in-process evaluations on a generated CSV datalist with true
-repeat images, and inference. Config-level behaviour (data formats, loss switch, bad input) is checked with
+One training run on the real PNG sample (module fixture) feeds the evaluation tests: MC-dropout evaluation on
+simulated repeats, evaluation on a generated CSV datalist with true repeat images, and inference; these run the
+user's commands in this process (``run_bundle_in_process``). The command line itself runs as subprocesses under
+``torchrun`` (two Gloo processes). Config-level behaviour (data formats, loss switch, bad input) is checked with
 ``parse_bundle`` in this process.
 """
 
@@ -13,10 +14,9 @@ import shutil
 
 import numpy as np
 import pytest
-from bundle_runner import BUNDLES, parse_bundle, quick_run_overrides, read_json, run_bundle
+from bundle_runner import parse_bundle, quick_run_overrides, read_json, run_bundle, run_bundle_in_process
 from PIL import Image
 
-from monai_imbalance.compare import run_bundle_config
 from monai_imbalance.losses import CrossEntropyLoss, FocalLoss
 
 BUNDLE = "knee_oa_grading"
@@ -35,7 +35,7 @@ def trained(tmp_path_factory, shared_data):
     """A small CNN trained for two epochs on the real kneeKL224 PNG sample (the test split carved by patient)."""
     root = tmp_path_factory.mktemp("knee_run")
     args = tiny(root, shared_data / "knee_kl" / "png224_sample")
-    run_bundle(BUNDLE, ["train"], args)
+    run_bundle_in_process(BUNDLE, ["train"], args)
     return root, args
 
 
@@ -52,7 +52,7 @@ def test_evaluate_with_mc_dropout_on_simulated_repeats(trained, tmp_path):
     out = tmp_path / "eval"
     overrides = {**args, "output_dir": str(out), "log_dir": str(tmp_path / "logs")}
     overrides.update({"mc_dropout": True, "mc_samples": 3, "repeat_simulation#num_repeats": 3, "n_boot": 50})
-    run_bundle(BUNDLE, ["train", "evaluate"], overrides)
+    run_bundle_in_process(BUNDLE, ["train", "evaluate"], overrides)
     metrics = read_json(out / "metrics.json")
     datalists = parse_bundle(BUNDLE, ["train"], args).get_parsed_content("datalists")
     test_knees = datalists["test"]
@@ -105,7 +105,7 @@ def test_csv_datalist_with_true_repeats(trained, tmp_path, shared_data):
     out = tmp_path / "eval"
     overrides = {**args, "dataset_dir": str(data), "data_format": "csv", "output_dir": str(out), "n_boot": 50}
     overrides["log_dir"] = str(tmp_path / "logs")
-    run_bundle_config(BUNDLES / BUNDLE, ["train", "evaluate"], overrides)
+    run_bundle_in_process(BUNDLE, ["train", "evaluate"], overrides)
     rep = read_json(out / "metrics.json")["repeatability"]
     assert rep["repeats"]["source"] == "datalist"
     assert rep["repeats"]["unit"] == ["patient_id", "visit_id", "side"]
@@ -123,7 +123,7 @@ def test_inference_on_a_folder_of_radiographs(trained, tmp_path, shared_data):
         shutil.copy(path, folder / path.name)
     overrides = {**args, "input_dir": str(folder), "output_dir": str(tmp_path / "pred"), "mc_dropout": True}
     overrides["mc_samples"] = 2
-    run_bundle_config(BUNDLES / BUNDLE, ["train", "inference"], overrides)
+    run_bundle_in_process(BUNDLE, ["train", "inference"], overrides)
     with open(tmp_path / "pred" / "predictions.csv") as f:
         rows = list(csv.DictReader(f))
     assert [row["id"] for row in rows] == sorted(p.stem for p in folder.iterdir())

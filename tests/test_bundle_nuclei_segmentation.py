@@ -1,4 +1,8 @@
-"""End-to-end runs of bundles/nuclei_segmentation on real DSB 2018 images written out in the Kaggle layout (CPU)."""
+"""End-to-end runs of bundles/nuclei_segmentation on real DSB 2018 images written out in the Kaggle layout (CPU).
+
+The user's command line runs as subprocesses under ``torchrun`` (two Gloo processes); the train -> evaluate ->
+inference chain runs the same commands in this process (``run_bundle_in_process``).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from bundle_runner import parse_bundle, quick_run_overrides, read_json, run_bundle
+from bundle_runner import parse_bundle, quick_run_overrides, read_json, run_bundle, run_bundle_in_process
 from monai.transforms import Compose
 from PIL import Image
 from scipy import ndimage
@@ -45,7 +49,7 @@ def dsb_root(shared_data, tmp_path_factory):
 
 def test_train_evaluate_with_mc_dropout_and_infer(tmp_path, dsb_root):
     args = tiny(tmp_path, dsb_root)
-    run_bundle(BUNDLE, ["train"], args)
+    run_bundle_in_process(BUNDLE, ["train"], args)
     models = tmp_path / "models"
     assert (models / "model.pt").is_file() and (models / "last_checkpoint_epoch=2.pt").is_file()
     assert list((tmp_path / "logs").glob("events.out.tfevents.*"))
@@ -53,7 +57,7 @@ def test_train_evaluate_with_mc_dropout_and_infer(tmp_path, dsb_root):
     assert validation["num_samples"] == 2 and validation["loss"] == "all" and validation["network"] == "unet"
     assert 1 <= validation["epoch"] <= 2 and 0 <= validation["jaccard"] <= validation["dice"] <= 1
 
-    run_bundle(BUNDLE, ["train", "evaluate"], {**args, "mc_dropout": True, "mc_samples": 3})
+    run_bundle_in_process(BUNDLE, ["train", "evaluate"], {**args, "mc_dropout": True, "mc_samples": 3})
     test = read_json(tmp_path / "eval" / "metrics.json")["test"]
     assert test["num_samples"] == 4 and test["mc_dropout"] is True and test["mc_samples"] == 3
     for key in ("jaccard", "dice", "recall", "specificity", "auc"):
@@ -62,7 +66,7 @@ def test_train_evaluate_with_mc_dropout_and_infer(tmp_path, dsb_root):
     assert list((tmp_path / "logs" / "evaluate").glob("events.out.tfevents.*"))
 
     # the held-out split, with an uncertainty map per image, at the images' own 256 x 256 size
-    run_bundle(BUNDLE, ["train", "inference"], {**args, "mc_dropout": True, "mc_samples": 3})
+    run_bundle_in_process(BUNDLE, ["train", "inference"], {**args, "mc_dropout": True, "mc_samples": 3})
     test_ids = [item["id"] for item in parse_bundle(BUNDLE, ["train"], args).get_parsed_content("datalists")["test"]]
     masks = tmp_path / "eval" / "masks"
     expected = sorted([f"{i}_mask.png" for i in test_ids] + [f"{i}_entropy.png" for i in test_ids])
@@ -70,7 +74,7 @@ def test_train_evaluate_with_mc_dropout_and_infer(tmp_path, dsb_root):
     mask = np.asarray(Image.open(masks / f"{test_ids[0]}_mask.png"))
     assert mask.shape == (256, 256) and set(np.unique(mask)) <= {0, 255}
     # a second run refuses to overwrite the masks
-    result = run_bundle(BUNDLE, ["train", "inference"], args, expect_failure=True)
+    result = run_bundle_in_process(BUNDLE, ["train", "inference"], args, expect_failure=True)
     assert "already holds predicted masks" in result.stderr and "--overwrite true" in result.stderr
 
 

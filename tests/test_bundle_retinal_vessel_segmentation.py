@@ -1,4 +1,8 @@
-"""End-to-end runs of bundles/retinal_vessel_segmentation on a tiny generated DRIVE tree (TIFF images, GIF masks)."""
+"""End-to-end runs of bundles/retinal_vessel_segmentation on a tiny generated DRIVE tree (TIFF images, GIF masks).
+
+The training runs as the user's command line (``python -m monai.bundle run`` in a subprocess); evaluation and
+inference run the same commands in this process (``run_bundle_in_process``).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import re
 
 import numpy as np
 import pytest
-from bundle_runner import parse_bundle, quick_run_overrides, read_json, run_bundle
+from bundle_runner import parse_bundle, quick_run_overrides, read_json, run_bundle, run_bundle_in_process
 from PIL import Image, ImageDraw
 
 BUNDLE = "retinal_vessel_segmentation"
@@ -71,13 +75,13 @@ def test_patch_training_sliding_window_evaluation_inside_the_fov_and_inference(t
     assert validation["num_samples"] == 1 and validation["loss"] == "all"
     assert (models / "validation_overlays.png").read_bytes()[:4] == b"\x89PNG"
 
-    run_bundle(BUNDLE, ["train", "evaluate"], args)
+    run_bundle_in_process(BUNDLE, ["train", "evaluate"], args)
     test = read_json(tmp_path / "eval" / "metrics.json")["test"]
     assert test["num_samples"] == 2 and test["mc_dropout"] is False
     assert (tmp_path / "eval" / "overlays.png").read_bytes()[:4] == b"\x89PNG"
 
     # inference on the test folder: whole-image masks, cleared outside the FOV, with the evaluation's scores
-    run_bundle(BUNDLE, ["train", "inference"], args)
+    run_bundle_in_process(BUNDLE, ["train", "inference"], args)
     masks = tmp_path / "eval" / "masks"
     assert sorted(p.name for p in masks.iterdir()) == ["01_test_mask.png", "02_test_mask.png"]
     predicted, truth, fov = [], [], []

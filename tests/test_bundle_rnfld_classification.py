@@ -2,8 +2,9 @@
 
 No RNFL-defect data is public, so real RetinaMNIST fundus photographs are re-labelled by grade (0 -> normal,
 3-4 -> rnfld: a minority positive class) and written as JPEGs into the layouts the bundle reads. The user's
-command line runs once as a subprocess chain (train -> evaluate -> inference) and once under ``torchrun`` with
-two Gloo processes; everything else runs in-process (``fundus_bundle_helpers.run_in_process``).
+command line runs as subprocesses under ``torchrun`` (two Gloo processes); the chain train -> evaluate ->
+inference runs the same commands in this process (``bundle_runner.run_bundle_in_process``), other behaviour
+through the parsed configs (``fundus_bundle_helpers.run_in_process``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from bundle_runner import parse_bundle, quick_run_overrides, read_json, run_bundle
+from bundle_runner import parse_bundle, quick_run_overrides, read_json, run_bundle, run_bundle_in_process
 from fundus_bundle_helpers import (
     pick_fundus,
     run_in_process,
@@ -96,7 +97,7 @@ def test_train_threshold_evaluate_with_mc_dropout_and_infer(tmp_path, fundus_dir
     """The user's commands: train (F1 threshold chosen on validation), evaluate with MC dropout at that threshold,
     predict a folder of new fundus photographs."""
     args = tiny(tmp_path, fundus_dir, threshold_method="f1")
-    run_bundle(BUNDLE, ["train"], args)
+    run_bundle_in_process(BUNDLE, ["train"], args)
     models = tmp_path / "models"
     assert (models / "model.pt").is_file() and (models / "last_checkpoint_epoch=2.pt").is_file()
     assert list((tmp_path / "logs").glob("events.out.tfevents.*"))
@@ -105,7 +106,9 @@ def test_train_threshold_evaluate_with_mc_dropout_and_infer(tmp_path, fundus_dir
     threshold = stored["decision_threshold"]["threshold"]
     assert stored["decision_threshold"]["method"] == "f1" and 0 <= threshold <= 1
 
-    run_bundle(BUNDLE, ["train", "evaluate"], {**args, "mc_dropout": True, "mc_samples": 3, "use_threshold": True})
+    run_bundle_in_process(
+        BUNDLE, ["train", "evaluate"], {**args, "mc_dropout": True, "mc_samples": 3, "use_threshold": True}
+    )
     test = read_json(tmp_path / "eval" / "metrics.json")["test"]
     for key in ("accuracy", "f1_positive", "auc", "balanced_accuracy", "f1_macro", "recall_positive", "specificity"):
         assert 0 <= test[key] <= 1, key
@@ -120,7 +123,7 @@ def test_train_threshold_evaluate_with_mc_dropout_and_infer(tmp_path, fundus_dir
         for i, image in enumerate(images):
             Image.fromarray(image).save(folder / f"{name}_{i}.jpg")
     overrides = {**args, "input_dir": str(folder), "mc_dropout": True, "mc_samples": 3, "use_threshold": True}
-    run_bundle(BUNDLE, ["train", "inference"], overrides)
+    run_bundle_in_process(BUNDLE, ["train", "inference"], overrides)
     with open(tmp_path / "eval" / "predictions.csv") as f:
         rows = list(csv.DictReader(f))
     assert [row["id"] for row in rows] == ["normal_0", "normal_1", "rnfld_0", "rnfld_1"]

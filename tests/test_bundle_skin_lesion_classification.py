@@ -1,4 +1,8 @@
-"""End-to-end runs of bundles/skin_lesion_classification on tiny real data (CPU, a couple of epochs)."""
+"""End-to-end runs of bundles/skin_lesion_classification on tiny real data (CPU, a couple of epochs).
+
+The user's command line runs as subprocesses under ``torchrun`` (two Gloo processes); the other runs execute the
+same commands in this process (``run_bundle_in_process``).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import re
 
 import numpy as np
 import pytest
-from bundle_runner import parse_bundle, quick_run_overrides, read_json, run_bundle
+from bundle_runner import parse_bundle, quick_run_overrides, read_json, run_bundle, run_bundle_in_process
 from PIL import Image
 
 from monai_imbalance.data import ISIC_TASK3_CLASSES
@@ -37,14 +41,14 @@ def tiny(tmp_path, shared_data, **overrides):
 
 def test_train_evaluate_with_mc_dropout_and_infer(tmp_path, shared_data):
     args = tiny(tmp_path, shared_data)
-    run_bundle(BUNDLE, ["train"], args)
+    run_bundle_in_process(BUNDLE, ["train"], args)
     models = tmp_path / "models"
     assert (models / "model.pt").is_file() and (models / "last_checkpoint_epoch=2.pt").is_file()
     assert list((tmp_path / "logs").glob("events.out.tfevents.*"))
     validation = read_json(models / "metrics.json")["validation"]
     assert validation["num_classes"] == 7 and 0 <= validation["f1_macro"] <= 1
 
-    run_bundle(BUNDLE, ["train", "evaluate"], {**args, "mc_dropout": True, "mc_samples": 3})
+    run_bundle_in_process(BUNDLE, ["train", "evaluate"], {**args, "mc_dropout": True, "mc_samples": 3})
     test = read_json(tmp_path / "eval" / "metrics.json")["test"]
     for key in ("accuracy", "balanced_accuracy", "f1_macro", "precision_macro", "recall_macro", "auc", "per_class"):
         assert key in test
@@ -57,7 +61,9 @@ def test_train_evaluate_with_mc_dropout_and_infer(tmp_path, shared_data):
     folder.mkdir()
     for i, image in enumerate(images):
         Image.fromarray(image).save(folder / f"lesion_{i}.png")
-    run_bundle(BUNDLE, ["train", "inference"], {**args, "input_dir": str(folder), "mc_dropout": True, "mc_samples": 3})
+    run_bundle_in_process(
+        BUNDLE, ["train", "inference"], {**args, "input_dir": str(folder), "mc_dropout": True, "mc_samples": 3}
+    )
     with open(tmp_path / "eval" / "predictions.csv") as f:
         rows = list(csv.DictReader(f))
     assert [row["id"] for row in rows] == ["lesion_0", "lesion_1", "lesion_2"]
@@ -65,16 +71,18 @@ def test_train_evaluate_with_mc_dropout_and_infer(tmp_path, shared_data):
     np.testing.assert_allclose(np.sum(probabilities, axis=1), 1.0, atol=1e-4)
     assert {"entropy", "mutual_information"} <= set(rows[0])
     # a second inference run refuses to overwrite the CSV
-    result = run_bundle(BUNDLE, ["train", "inference"], {**args, "input_dir": str(folder)}, expect_failure=True)
+    result = run_bundle_in_process(
+        BUNDLE, ["train", "inference"], {**args, "input_dir": str(folder)}, expect_failure=True
+    )
     assert "predictions.csv" in result.stderr and "overwrite" in result.stderr
 
 
 def test_resume_after_interruption_and_no_silent_overwrite(tmp_path, shared_data):
     args = tiny(tmp_path, shared_data, num_epochs=1, loss_name="focal", sampler_name="batch_balanced")
-    run_bundle(BUNDLE, ["train"], args)
-    result = run_bundle(BUNDLE, ["train"], {**args, "num_epochs": 2}, expect_failure=True)
+    run_bundle_in_process(BUNDLE, ["train"], args)
+    result = run_bundle_in_process(BUNDLE, ["train"], {**args, "num_epochs": 2}, expect_failure=True)
     assert "--resume true" in result.stderr  # the earlier run's checkpoints are not overwritten
-    result = run_bundle(BUNDLE, ["train"], {**args, "num_epochs": 2, "resume": True})
+    result = run_bundle_in_process(BUNDLE, ["train"], {**args, "num_epochs": 2, "resume": True})
     assert "Restored all variables" in result.stdout + result.stderr
     assert "Epoch[2]" in result.stdout + result.stderr and "Epoch[1]" not in result.stdout + result.stderr
     assert (tmp_path / "models" / "last_checkpoint_epoch=2.pt").is_file()
@@ -99,7 +107,7 @@ def test_isic_layout_with_cost_sensitive_ldam_and_cosine_head(tmp_path, shared_d
         (truth / f"ISIC2018_Task3_{word}_GroundTruth.csv").write_text("\n".join(rows) + "\n")
     args = tiny(tmp_path, shared_data, dataset_dir=str(root), data_format="isic2018_task3", data_kwargs={})
     args.update(loss_name="ldam", head="cosine", class_weighting="effective_number", num_epochs=1)
-    run_bundle(BUNDLE, ["train"], args)
+    run_bundle_in_process(BUNDLE, ["train"], args)
     assert read_json(tmp_path / "models" / "metrics.json")["validation"]["class_names"] == list(ISIC_TASK3_CLASSES)
 
 
@@ -107,7 +115,7 @@ def test_same_seed_gives_the_same_metrics(tmp_path, shared_data):
     reports = []
     for run in ("a", "b"):
         args = tiny(tmp_path / run, shared_data, num_epochs=1, augment=True)
-        run_bundle(BUNDLE, ["train"], args)
+        run_bundle_in_process(BUNDLE, ["train"], args)
         reports.append(read_json(tmp_path / run / "models" / "metrics.json")["validation"])
     assert reports[0] == reports[1]
 

@@ -1,4 +1,8 @@
-"""End-to-end runs of bundles/skin_lesion_segmentation on a tiny generated ISIC 2018 task 1 tree (CPU)."""
+"""End-to-end runs of bundles/skin_lesion_segmentation on a tiny generated ISIC 2018 task 1 tree (CPU).
+
+The training runs as the user's command line (``python -m monai.bundle run`` in a subprocess); resuming,
+evaluating and inferring run the same commands in this process (``run_bundle_in_process``).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import re
 
 import numpy as np
 import pytest
-from bundle_runner import parse_bundle, quick_run_overrides, read_json, run_bundle
+from bundle_runner import parse_bundle, quick_run_overrides, read_json, run_bundle, run_bundle_in_process
 from PIL import Image, ImageDraw
 
 BUNDLE = "skin_lesion_segmentation"
@@ -61,12 +65,12 @@ def test_focusnet_focal_tversky_train_resume_evaluate_and_infer(tmp_path):
     with pytest.raises(RuntimeError) as error:
         parse_bundle(BUNDLE, ["train"], {**args, "num_epochs": 3}).get_parsed_content("resume_path")
     assert "--resume true" in str(error.value.__cause__)
-    result = run_bundle(BUNDLE, ["train"], {**args, "num_epochs": 3, "resume": True})
+    result = run_bundle_in_process(BUNDLE, ["train"], {**args, "num_epochs": 3, "resume": True})
     log = result.stdout + result.stderr
     assert "Restored all variables" in log and "Epoch[3]" in log and "Epoch[1]" not in log
     assert (models / "last_checkpoint_epoch=3.pt").is_file()
 
-    run_bundle(BUNDLE, ["train", "evaluate"], args)
+    run_bundle_in_process(BUNDLE, ["train", "evaluate"], args)
     test = read_json(tmp_path / "eval" / "metrics.json")["test"]
     assert test["num_samples"] == 2 and test["mc_dropout"] is False
     assert {"jaccard", "dice", "recall", "specificity", "auc"} <= set(test)
@@ -77,7 +81,7 @@ def test_focusnet_focal_tversky_train_resume_evaluate_and_infer(tmp_path):
     folder.mkdir()
     Image.fromarray(np.full((30, 50, 3), 120, np.uint8)).save(folder / "lesion_a.jpg")
     Image.fromarray(np.full((48, 64, 3), 200, np.uint8)).save(folder / "lesion_b.png")
-    run_bundle(BUNDLE, ["train", "inference"], {**args, "input_dir": str(folder)})
+    run_bundle_in_process(BUNDLE, ["train", "inference"], {**args, "input_dir": str(folder)})
     masks = tmp_path / "eval" / "masks"
     assert sorted(p.name for p in masks.iterdir()) == ["lesion_a_mask.png", "lesion_b_mask.png"]
     first = np.asarray(Image.open(masks / "lesion_a_mask.png"))
