@@ -62,7 +62,7 @@ TINY_SETTINGS = {
     "num_epochs": 1,
     "num_workers": 0,
     "progress_bar": False,
-    "network_name": "small_cnn",  # classification (the segmentation networks keep theirs, narrowed below)
+    "network_name": "small_cnn",  # classification only (segmentation: its own networks, narrower)
     "network_channels": [4, 8],
     "image_size": 16,
     "batch_size": 4,
@@ -185,8 +185,10 @@ def _settings_for(bundle_dir: Path, configs: list[str], given: set[str]) -> dict
     parser = ConfigParser()
     parser.read_config([str(bundle_dir / "configs" / f"{name}.yaml") for name in configs])
     settings = {key: value for key, value in TINY_SETTINGS.items() if key in parser and key not in given}
-    if "image_size" in settings and "network_channels" in parser:  # segmentation: (rows, columns)
-        settings["image_size"] = SEGMENTATION_IMAGE_SIZE
+    if "network_channels" in parser:  # segmentation: its own networks, narrowed; image size (rows, columns)
+        settings.pop("network_name", None)
+        if "image_size" in settings:
+            settings["image_size"] = SEGMENTATION_IMAGE_SIZE
     return settings
 
 
