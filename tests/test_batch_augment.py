@@ -9,8 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from monai.engines import SupervisedTrainer
-from monai.transforms import Affine
+from monai.transforms import Affine, RandomizableTrait
 
+from monai_imbalance.data import resolve_num_workers
 from monai_imbalance.transforms import BatchRandAugment, PrepareBatchAugment, augment_placement
 from monai_imbalance.transforms.batch_augment import _affine_grid
 
@@ -258,3 +259,41 @@ def test_broadcast_grid_equals_affine_grid():
     theta = torch.randn(5, 2, 3, generator=generator)
     expected = F.affine_grid(theta, [5, 1, 7, 11], align_corners=False)
     assert torch.allclose(_affine_grid(theta, 7, 11), expected, atol=1e-6)
+
+
+def _bundle(name, overrides, tmp_path):
+    from bundle_runner import parse_bundle
+
+    return parse_bundle(name, ["train"], {"ckpt_dir": str(tmp_path / "m"), "log_dir": str(tmp_path / "l"), **overrides})
+
+
+def test_knee_bundle_places_its_augmentation(tmp_path, shared_data):
+    """Batches by default, with the ranges of the per-sample RandFlipd / RandAffined; per sample on request."""
+    data = {"data_format": "medmnist", "dataset_dir": str(shared_data / "knee_kl" / "knee_kl_64_trainval.npz")}
+    parser = _bundle("knee_oa_grading", {**data, "image_size": 64}, tmp_path)
+    assert parser.get_parsed_content("augment_where") == "batch"
+    steps = parser.get_parsed_content("train#preprocessing").transforms
+    assert not any(isinstance(t, RandomizableTrait) for t in steps)
+    batch = parser.get_parsed_content("train#prepare_batch").augment
+    flip, affine = parser.get_parsed_content("augmentation")
+    assert batch.flip_axes == (flip.flipper.spatial_axis,) and batch.flip_prob == flip.prob
+    assert batch.affine_prob == affine.prob and batch.padding_mode == affine.rand_affine.resampler.padding_mode
+    assert batch.rotate_range == affine.rand_affine.rand_affine_grid.rotate_range[0]
+    assert batch.scale_range == tuple(affine.rand_affine.rand_affine_grid.scale_range)
+    assert parser.get_parsed_content("cache_share") == 1.0 and parser.get_parsed_content("loader_workers") == 0
+
+    per_sample = _bundle("knee_oa_grading", {**data, "image_size": 64, "augment_on": "sample"}, tmp_path)
+    names = [type(t).__name__ for t in per_sample.get_parsed_content("train#preprocessing").transforms]
+    assert "RandFlipd" in names and "RandAffined" in names
+    assert per_sample.get_parsed_content("train#prepare_batch").augment is None
+    assert per_sample.get_parsed_content("loader_workers") == resolve_num_workers("auto", cache_rate=1.0)
+    plain = _bundle("knee_oa_grading", {**data, "image_size": 64, "augment": False}, tmp_path)
+    assert plain.get_parsed_content("train#prepare_batch").augment is None
+    with pytest.raises(Exception, match="augment_on"):
+        _bundle("knee_oa_grading", {**data, "augment_on": "gpu"}, tmp_path).get_parsed_content("augment_where")
+
+
+def test_nuclei_bundle_moves_masks_with_images(tmp_path, shared_data):
+    overrides = {"dataset_dir": str(shared_data / "dsb2018" / "dsb2018_256.npz"), "augment": True}
+    prepare = _bundle("nuclei_segmentation", overrides, tmp_path).get_parsed_content("train#prepare_batch")
+    assert prepare.augment_label and prepare.augment.flip_axes == (0, 1) and prepare.augment.rotate90_prob == 0.5
