@@ -103,7 +103,8 @@ def _isolated_process_state(root: Path, argv: list[str]) -> Iterator[tuple[io.St
 
     Inside: working directory ``root``; ``sys.argv`` the command line (the bundles read it back to check and
     record the overrides); stdout and stderr into the yielded buffers (the bundle's ``logging.conf`` binds its
-    handler to the stdout of that moment, so the log lands there too); one torch thread (``OMP_NUM_THREADS=1``);
+    handler to the stdout of that moment, and the handlers that loggers made earlier, MONAI's at import, are
+    pointed there for the block, so the whole log lands there); one torch thread (``OMP_NUM_THREADS=1``);
     warnings ignored (``PYTHONWARNINGS=ignore``). Afterwards the working directory, ``sys.argv``, the root
     logger (``logging.conf`` replaces its handlers, pytest's ``caplog`` among them), the environment, the torch
     thread count, the determinism flags and MONAI's seed (``set_determinism``) and the Python, NumPy and torch
@@ -228,7 +229,7 @@ def run_bundle_in_process(
             workflow.run()
             workflow.finalize()
         except SystemExit as exit:
-            returncode = exit.code if isinstance(exit.code, int) else 1
+            returncode = exit.code if isinstance(exit.code, int) else int(exit.code is not None)
         except Exception as error:  # the uncaught exception of the command
             returncode = 1
             sys.stderr.write(_failure_text(error))

@@ -11,6 +11,9 @@ other runs execute the same commands in this process (``run_bundle_in_process``)
 from __future__ import annotations
 
 import csv
+import logging
+import os
+import sys
 
 import numpy as np
 import pytest
@@ -104,6 +107,31 @@ def test_dicom_training_and_mc_evaluation_with_true_repeats(trained, tmp_path):
     assert 0 <= rep["disagreement_rate"] <= 1 and rep["loa_pm"] is not None and rep["mc_dropout"] is True
     assert (out / "bland_altman.png").read_bytes()[:4] == b"\x89PNG"
     assert list((tmp_path / "logs" / "evaluate").glob("events.out.tfevents.*"))
+
+
+def test_in_process_run_is_the_command_line_run(trained, tmp_path):
+    """``run_bundle_in_process`` (used by most bundle tests) gives what the subprocess gave the fixture: the same
+    metrics and recorded settings (the overrides read back from the command line), the same log and refusal,
+    and leaves this process as it was."""
+    root, args = trained
+    here = {**args, "ckpt_dir": str(tmp_path / "models"), "log_dir": str(tmp_path / "logs")}
+    state = (os.getcwd(), sys.argv[:], logging.getLogger().handlers[:], torch.get_num_threads(), torch.get_rng_state())
+    result = run_bundle_in_process(BUNDLE, ["train"], here)
+    assert (os.getcwd(), sys.argv, logging.getLogger().handlers, torch.get_num_threads()) == state[:4]
+    assert torch.equal(torch.get_rng_state(), state[4])
+    assert "Epoch[2] Metrics" in result.stdout and result.returncode == 0
+    command_line, in_process = (
+        read_json(root / "models" / "metrics.json"),
+        read_json(tmp_path / "models" / "metrics.json"),
+    )
+    assert in_process["validation"] == command_line["validation"]
+    for key in ("ckpt_dir", "log_dir"):  # the only overrides that differ
+        assert in_process["settings"]["overrides"].pop(key) == here[key]
+        assert command_line["settings"]["overrides"].pop(key) == args[key]
+    assert in_process["settings"] == command_line["settings"]
+    refused = run_bundle_in_process(BUNDLE, ["train"], here, expect_failure=True)  # as the command prints it
+    assert refused.returncode == 1 and refused.stderr.startswith("error: ") and "--resume true" in refused.stderr
+    assert "Traceback" not in refused.stderr
 
 
 def test_monochrome1_and_window_give_the_same_network_input(dicom_data, tmp_path):
