@@ -19,8 +19,46 @@ working::
 
 from __future__ import annotations
 
-__all__ = ["UserError"]
+import functools
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+__all__ = ["DataError", "DataNotFoundError", "UserError", "data_errors_for_users"]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 class UserError(Exception):
     """Base (or mix-in) class of errors whose message alone tells the user what to fix."""
+
+
+class DataError(UserError, ValueError):
+    """The data set (its files, labels or options) does not match what was asked for."""
+
+
+class DataNotFoundError(UserError, FileNotFoundError):
+    """A data file or folder that was named does not exist."""
+
+
+def data_errors_for_users(function: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Decorate a public data entry point: its ``ValueError``/``FileNotFoundError`` become user errors.
+
+    The data loaders validate at the boundary and word every error for the user (file, row, value, what to
+    write instead); a bundle run should end with that sentence, not with a traceback chain. The raised
+    :class:`DataError` / :class:`DataNotFoundError` still subclass ``ValueError`` / ``FileNotFoundError``, so
+    callers' ``except`` clauses keep working, and the original exception is kept as ``__cause__``.
+    """
+
+    @functools.wraps(function)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return function(*args, **kwargs)
+        except UserError:
+            raise
+        except FileNotFoundError as error:
+            raise DataNotFoundError(str(error)) from error
+        except ValueError as error:
+            raise DataError(str(error)) from error
+
+    return wrapper

@@ -103,3 +103,17 @@ def test_blank_optional_cells_keep_every_item_batchable(density_csv):
     assert d["train"][0]["visit_id"] == ""
     batch = list_data_collate([{k: v for k, v in item.items() if k != "image"} for item in d["train"]])
     assert batch["visit_id"] == ["", "v1", "v1", "v1"]
+
+
+def test_load_datalists_errors_are_user_errors_that_keep_their_builtin_type(density_csv):
+    """A bundle run ends in the loader's sentence (UserError), and callers' except clauses still match."""
+    from monai_imbalance.errors import DataError, DataNotFoundError, UserError
+
+    (density_csv / "bad.csv").write_text("image,label\ndicom/p1/L_CC_0.dcm,A\ndicom/p1/L_CC_1.dcm,Z\n")
+    options = {"csv_file": "bad.csv", "label_map": "birads_density", "splits": ("train",)}
+    with pytest.raises(DataError, match=r"bad\.csv.*'Z'") as raised:
+        load_datalists("csv", density_csv, **options)
+    assert isinstance(raised.value, (UserError, ValueError)) and isinstance(raised.value.__cause__, ValueError)
+    with pytest.raises(DataNotFoundError) as missing:
+        load_datalists("csv", density_csv / "nowhere", **options)
+    assert isinstance(missing.value, (UserError, FileNotFoundError))

@@ -55,6 +55,7 @@ from typing import Any
 
 import numpy as np
 
+from monai_imbalance.errors import data_errors_for_users
 from monai_imbalance.workflow import as_bool
 
 __all__ = [
@@ -483,6 +484,7 @@ def reorder_classes(datalists: Datalists, class_names: Sequence[str]) -> Datalis
     return Datalists(out, class_names=names, source=datalists.source, report=datalists.report)
 
 
+@data_errors_for_users
 def load_datalists(
     format: str,
     dataset_dir: str | os.PathLike | None = None,

@@ -42,6 +42,8 @@ from typing import Any
 
 import numpy as np
 
+from monai_imbalance.errors import data_errors_for_users
+
 from .datalist import resolve_dataset_dir
 from .splits import split_by_group
 
@@ -384,6 +386,7 @@ def split_segmentation_datalist(
     return split_by_group(items, fractions=fractions, seed=seed, group_key=None, stratify=False)
 
 
+@data_errors_for_users
 def load_segmentation_datalists(
     data_format: str,
     dataset_dir: str | os.PathLike | None = None,
