@@ -173,7 +173,8 @@ def _parse_run_args(args: Sequence[str]) -> dict[str, Any]:
     """``--key value`` pairs of a ``monai.bundle run`` command line, each value read as Fire reads it."""
     from fire.parser import DefaultParseValue
 
-    assert len(args) % 2 == 0 and all(key.startswith("--") for key in args[::2]), args
+    if len(args) % 2 or not all(key.startswith("--") for key in args[::2]):
+        raise ValueError(f"expected --key value pairs after `run`, got {list(args)}")
     return {key[2:]: DefaultParseValue(value) for key, value in zip(args[::2], args[1::2], strict=True)}
 
 
@@ -196,32 +197,52 @@ def run_bundle_in_process(
     before_run: Callable[[Any], None] | None = None,
 ) -> InProcessRun:
     """Run the command :func:`run_bundle` would run, ``python -m monai.bundle run --config_file ... --key value``,
-    in this process; check its outcome as :func:`run_bundle` checks the exit status.
-
-    The same command line is built and read back as Fire reads it (``--resume true`` arrives as the string
-    ``'true'``, a JSON dict's ``false`` as ``'false'``), then ``monai.bundle.scripts.create_workflow`` and the
-    workflow's ``run`` and ``finalize`` run as in ``monai.bundle.scripts.run``, inside
-    :func:`_isolated_process_state`: ``stdout`` holds the bundle's log, a failure becomes exit status 1 with
-    what the command would print on ``stderr``. What differs from a new interpreter: modules stay imported
-    (their module-level caches included) and nothing runs at interpreter exit.
+    in this process (:func:`run_command_in_process`); check its outcome as :func:`run_bundle` checks the exit
+    status.
 
     Args:
-        bundle: folder name under ``bundles/``.
+        bundle: folder name under ``bundles/`` (or a bundle folder's path).
         configs: config names layered in order, e.g. ``("train", "evaluate")``.
         overrides: command-line overrides (``bundle_root`` defaults to the bundle folder).
         expect_failure: assert that the run failed instead of succeeded.
         before_run: ``callable(parser)`` called after ``initialize`` and before ``run``, e.g. to attach a handler
             to a parsed engine (parsed objects are cached, so ``run`` uses the same ones).
     """
+    root, args = _bundle_args(bundle, configs, overrides)
+    result = run_command_in_process(args, cwd=root, before_run=before_run)
+    _check_status(result, expect_failure)
+    return result
+
+
+def run_command_in_process(
+    args: Sequence[str], *, cwd: str | os.PathLike, before_run: Callable[[Any], None] | None = None
+) -> InProcessRun:
+    """Run ``python -m monai.bundle <args>`` (``args``: ``run --config_file <files> --key value ...``) from ``cwd``
+    in this process; return its outcome without judging it.
+
+    The command line is read back as Fire reads it (``--resume true`` arrives as the string ``'true'``, a JSON
+    dict's ``false`` as ``'false'``), then ``monai.bundle.scripts.create_workflow`` and the workflow's ``run`` and
+    ``finalize`` run as in ``monai.bundle.scripts.run``, inside :func:`_isolated_process_state`: ``stdout`` holds
+    the bundle's log, a failure becomes exit status 1 with what the command would print on ``stderr``. What
+    differs from a new interpreter: modules stay imported (their module-level caches included) and nothing runs
+    at interpreter exit.
+
+    Args:
+        args: the command's arguments after ``python -m monai.bundle``; only ``run`` with ``--key value`` pairs.
+        cwd: the working directory of the command (relative config paths are read from there).
+        before_run: as in :func:`run_bundle_in_process`.
+    """
     from monai.bundle.scripts import create_workflow
 
     import monai_imbalance  # noqa: F401  (short names in the configs, as in a bundle run)
 
-    root, args = _bundle_args(bundle, configs, overrides)
+    args = [str(arg) for arg in args]
+    if args[:1] != ["run"]:
+        raise ValueError(f"only `python -m monai.bundle run ...` runs in process, not {args[:1]}")
     argv = [str(Path(sys.modules["monai.bundle"].__file__).with_name("__main__.py")), *args]
     command = [sys.executable, "-m", "monai.bundle", *args]
     workflow, returncode = None, 0
-    with _isolated_process_state(root, argv) as (stdout, stderr):
+    with _isolated_process_state(Path(cwd), argv) as (stdout, stderr):
         try:
             workflow = create_workflow(**_parse_run_args(args[1:]))  # create_workflow initializes
             if before_run is not None:
@@ -233,9 +254,7 @@ def run_bundle_in_process(
         except Exception as error:  # the uncaught exception of the command
             returncode = 1
             sys.stderr.write(_failure_text(error))
-    result = InProcessRun(command, returncode, stdout.getvalue(), stderr.getvalue(), workflow)
-    _check_status(result, expect_failure)
-    return result
+    return InProcessRun(command, returncode, stdout.getvalue(), stderr.getvalue(), workflow)
 
 
 def parse_bundle(bundle: str, configs: Sequence[str] = ("train",), overrides: Mapping[str, Any] | None = None):

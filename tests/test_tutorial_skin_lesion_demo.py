@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sys
+from types import SimpleNamespace
 
 import pytest
-from bundle_runner import REPO_ROOT
+from bundle_runner import REPO_ROOT, run_command_in_process
 
 sys.path.insert(0, str(REPO_ROOT / "tutorials"))
 import skin_lesion_demo
@@ -13,21 +14,30 @@ import skin_lesion_demo
 pytestmark = pytest.mark.e2e
 
 
-def test_quick_demo_prints_the_metrics_and_where_results_are(tmp_path, shared_data, monkeypatch, capfd):
-    """The demo's ``main`` in this process with its quickest settings; its two bundle runs are the user's
-    ``python -m monai.bundle run`` subprocesses (the demo's own commands)."""
+def test_quick_demo_prints_the_metrics_and_where_results_are(tmp_path, shared_data, monkeypatch, capsys):
+    """The demo's ``main`` with its quickest settings; the two ``python -m monai.bundle run`` commands it builds
+    run in this process, read as the command line reads them (the bundle's command line itself runs in
+    ``test_bundle_skin_lesion_classification.py``)."""
+    commands = []
+
+    def run_in_process(command, cwd, env):  # the demo's subprocess.run
+        assert command[:3] == [sys.executable, "-m", "monai.bundle"] and env["PYTHONWARNINGS"] == "ignore"
+        commands.append(command)
+        return run_command_in_process(command[3:], cwd=cwd)
+
+    monkeypatch.setattr(skin_lesion_demo, "subprocess", SimpleNamespace(run=run_in_process))
+    monkeypatch.setenv("DATA_DIR", str(shared_data / "medmnist"))
     out = tmp_path / "demo"
     argv = ["--quick", "--mc-samples", "2", "--output-dir", str(out)]
-    monkeypatch.setenv("DATA_DIR", str(shared_data / "medmnist"))
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert skin_lesion_demo.main(argv) == 0
-    printed = capfd.readouterr().out
+    printed = capsys.readouterr().out
+    assert [c[5] for c in commands] == ["['configs/train.yaml']", "['configs/train.yaml','configs/evaluate.yaml']"]
     assert "macro F1" in printed and "test (MC)" in printed
     assert str(out / "logs") in printed and str(out / "eval" / "metrics.json") in printed
     assert (out / "eval" / "metrics.json").is_file() and list((out / "logs").glob("events.out.tfevents.*"))
     # a second run never writes over the first one
     assert skin_lesion_demo.main(argv) == 1
-    assert "not empty" in capfd.readouterr().err
+    assert "not empty" in capsys.readouterr().err and len(commands) == 2
 
 
 def test_offline_without_a_copy_says_how_to_provide_one(tmp_path, monkeypatch):
