@@ -36,15 +36,6 @@ ROOT = Path(os.environ.get("DEPENDABLE_RUNS_BUNDLES", BUNDLES))
 KNEE, NUCLEI = "knee_oa_grading", "nuclei_segmentation"
 
 
-def _wired(bundle: str) -> bool:
-    return "ResumeState" in (ROOT / bundle / "configs" / "train.yaml").read_text()
-
-
-needs_wiring = pytest.mark.skipif(
-    not (_wired(KNEE) and _wired(NUCLEI)), reason="waiting for the YAML wiring (ResumeState, check_overrides, ...)"
-)
-
-
 @pytest.fixture(scope="module")
 def data(shared_data, tmp_path_factory) -> dict[str, Path]:
     """The real knee PNG sample, and the first 24 DSB 2018 images as an npz (17 train, 2 val)."""
@@ -141,7 +132,6 @@ def _iterations_per_epoch(log: str) -> int:
     return int(re.search(r"Epoch: 1/\d+, Iter: 1/(\d+)", log).group(1))
 
 
-@needs_wiring
 @pytest.mark.parametrize(("bundle", "sig"), [(KNEE, signal.SIGINT), (NUCLEI, signal.SIGTERM)])
 def test_resume_after_a_signal_at_a_random_iteration_is_exact(bundle, sig, tmp_path, data):
     uninterrupted, interrupted = tmp_path / "uninterrupted", tmp_path / "interrupted"
@@ -159,7 +149,6 @@ def test_resume_after_a_signal_at_a_random_iteration_is_exact(bundle, sig, tmp_p
     assert metrics(uninterrupted) == metrics(interrupted), where
 
 
-@needs_wiring
 def test_resume_epoch_by_epoch_keeps_the_best_epoch(tmp_path, data):
     """Train 1 epoch, resume to 2, resume to 3: model.pt and the report are the uninterrupted run's best epoch."""
     uninterrupted, stepwise = tmp_path / "uninterrupted", tmp_path / "stepwise"
@@ -186,7 +175,6 @@ def _ending(result: subprocess.CompletedProcess) -> list[str]:
     return lines
 
 
-@needs_wiring
 def test_run_folder_lifecycle_and_readable_errors(tmp_path, data):
     """Refused reruns, a misspelt override, a damaged checkpoint and --overwrite, on one knee run folder."""
     out = tmp_path / "run"
