@@ -1,10 +1,11 @@
-"""Helpers the bundles call from their configs: run folders, exact resuming, checked overrides, recorded
-settings, readable errors, devices and the distributed set-up.
+"""Helpers the bundles call from their configs: run folders, atomic checkpoints, exact resuming, checked overrides,
+recorded settings, readable errors, devices and the distributed set-up.
 
 Importing it inside a ``python -m monai.bundle run`` command installs the short error ending of
 :mod:`~monai_imbalance.workflow.user_errors` (``error: <message>`` for errors the user can fix).
 """
 
+from .atomic_checkpoint import AtomicCheckpointSaver
 from .distributed import default_device, distributed_backend, global_rank, init_distributed
 from .overrides import RUN_SWITCHES, UnknownOverrideError, bundle_command, check_override_keys, check_overrides
 from .resume_state import ResumeState, randomizable_objects
@@ -29,6 +30,7 @@ __all__ = [
     "LAST_CHECKPOINT_PREFIX",
     "RUN_SWITCHES",
     "SETTINGS_KEY",
+    "AtomicCheckpointSaver",
     "ConflictingSwitchesError",
     "CorruptCheckpointError",
     "EarlierRunError",
