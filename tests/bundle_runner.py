@@ -126,17 +126,18 @@ def _isolated_process_state(root: Path, argv: list[str]) -> Iterator[tuple[io.St
         "rng": (random.getstate(), np.random.get_state(), torch.get_rng_state()),  # noqa: NPY002 (seeded globally)
     }
     stdout, stderr = io.StringIO(), io.StringIO()
-    # loggers made before (MONAI's own at import) print to the stdout / stderr of their making: send them here too
-    redirected = {sys.stdout: stdout, sys.__stdout__: stdout, sys.stderr: stderr, sys.__stderr__: stderr}
+    # loggers made before (MONAI's at import, handlers of earlier runs) print to the stdout / stderr of their
+    # making, maybe a test's captured output long closed: send them here too (file handlers stay as they are)
     moved = [
         (handler, handler.stream)
         for logger in [root_logger, *logging.Logger.manager.loggerDict.values()]
         for handler in getattr(logger, "handlers", [])
-        if type(handler) is logging.StreamHandler and handler.stream in redirected
+        if type(handler) is logging.StreamHandler
     ]
     try:
         for handler, stream in moved:
-            handler.setStream(redirected[stream])
+            is_stderr = stream in (sys.stderr, sys.__stderr__) or getattr(stream, "name", None) == "<stderr>"
+            handler.setStream(stderr if is_stderr else stdout)
         os.chdir(root)
         sys.argv = argv
         torch.set_num_threads(1)

@@ -23,7 +23,9 @@ def test_quick_demo_prints_the_metrics_and_where_results_are(tmp_path, shared_da
     def run_in_process(command, cwd, env):  # the demo's subprocess.run
         assert command[:3] == [sys.executable, "-m", "monai.bundle"] and env["PYTHONWARNINGS"] == "ignore"
         commands.append(command)
-        return run_command_in_process(command[3:], cwd=cwd)
+        result = run_command_in_process(command[3:], cwd=cwd)
+        sys.stderr.write(result.stderr)  # what the command would show in the terminal when it fails
+        return result
 
     monkeypatch.setattr(skin_lesion_demo, "subprocess", SimpleNamespace(run=run_in_process))
     monkeypatch.setenv("DATA_DIR", str(shared_data / "medmnist"))
