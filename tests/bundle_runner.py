@@ -292,3 +292,20 @@ def quick_run_overrides(tmp_path: Path, dataset_dir: str | os.PathLike, settings
         "output_dir": str(tmp_path / "eval"),
         **settings,
     }
+
+
+def tiny_dermamnist_overrides(tmp_path: Path, shared_data: Path, **settings: Any) -> dict[str, Any]:
+    """:func:`quick_run_overrides` of a classification bundle on a DermaMNIST subset (28 images per split, small
+    CNN at 32 px): seconds per run; ``settings`` adds or replaces entries."""
+    return quick_run_overrides(
+        tmp_path,
+        shared_data / "medmnist",
+        {
+            "data_kwargs": {"flag": "dermamnist", "download": False},
+            "max_items_per_split": 28,
+            "network_name": "small_cnn",
+            "image_size": 32,
+            "batch_size": 14,
+            **settings,
+        },
+    )

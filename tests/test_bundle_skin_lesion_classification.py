@@ -11,7 +11,7 @@ import re
 
 import numpy as np
 import pytest
-from bundle_runner import parse_bundle, quick_run_overrides, read_json, run_bundle, run_bundle_in_process
+from bundle_runner import parse_bundle, read_json, run_bundle, run_bundle_in_process, tiny_dermamnist_overrides
 from PIL import Image
 
 from monai_imbalance.data import ISIC_TASK3_CLASSES
@@ -23,24 +23,8 @@ pytestmark = pytest.mark.e2e
 DERMAMNIST_TO_ISIC = ["AKIEC", "BCC", "BKL", "DF", "MEL", "NV", "VASC"]
 
 
-def tiny(tmp_path, shared_data, **overrides):
-    """Overrides for a seconds-long run: DermaMNIST subset, small CNN, 32 px."""
-    return quick_run_overrides(
-        tmp_path,
-        shared_data / "medmnist",
-        {
-            "data_kwargs": {"flag": "dermamnist", "download": False},
-            "max_items_per_split": 28,
-            "network_name": "small_cnn",
-            "image_size": 32,
-            "batch_size": 14,
-            **overrides,
-        },
-    )
-
-
 def test_train_evaluate_with_mc_dropout_and_infer(tmp_path, shared_data):
-    args = tiny(tmp_path, shared_data)
+    args = tiny_dermamnist_overrides(tmp_path, shared_data)
     run_bundle_in_process(BUNDLE, ["train"], args)
     models = tmp_path / "models"
     assert (models / "model.pt").is_file() and (models / "last_checkpoint_epoch=2.pt").is_file()
@@ -78,7 +62,9 @@ def test_train_evaluate_with_mc_dropout_and_infer(tmp_path, shared_data):
 
 
 def test_resume_after_interruption_and_no_silent_overwrite(tmp_path, shared_data):
-    args = tiny(tmp_path, shared_data, num_epochs=1, loss_name="focal", sampler_name="batch_balanced")
+    args = tiny_dermamnist_overrides(
+        tmp_path, shared_data, num_epochs=1, loss_name="focal", sampler_name="batch_balanced"
+    )
     run_bundle_in_process(BUNDLE, ["train"], args)
     result = run_bundle_in_process(BUNDLE, ["train"], {**args, "num_epochs": 2}, expect_failure=True)
     assert "--resume true" in result.stderr  # the earlier run's checkpoints are not overwritten
@@ -105,7 +91,9 @@ def test_isic_layout_with_cost_sensitive_ldam_and_cosine_head(tmp_path, shared_d
         truth = root / f"ISIC2018_Task3_{word}_GroundTruth"
         truth.mkdir()
         (truth / f"ISIC2018_Task3_{word}_GroundTruth.csv").write_text("\n".join(rows) + "\n")
-    args = tiny(tmp_path, shared_data, dataset_dir=str(root), data_format="isic2018_task3", data_kwargs={})
+    args = tiny_dermamnist_overrides(
+        tmp_path, shared_data, dataset_dir=str(root), data_format="isic2018_task3", data_kwargs={}
+    )
     args.update(loss_name="ldam", head="cosine", class_weighting="effective_number", num_epochs=1)
     run_bundle_in_process(BUNDLE, ["train"], args)
     assert read_json(tmp_path / "models" / "metrics.json")["validation"]["class_names"] == list(ISIC_TASK3_CLASSES)
@@ -114,14 +102,14 @@ def test_isic_layout_with_cost_sensitive_ldam_and_cosine_head(tmp_path, shared_d
 def test_same_seed_gives_the_same_metrics(tmp_path, shared_data):
     reports = []
     for run in ("a", "b"):
-        args = tiny(tmp_path / run, shared_data, num_epochs=1, augment=True)
+        args = tiny_dermamnist_overrides(tmp_path / run, shared_data, num_epochs=1, augment=True)
         run_bundle_in_process(BUNDLE, ["train"], args)
         reports.append(read_json(tmp_path / run / "models" / "metrics.json")["validation"])
     assert reports[0] == reports[1]
 
 
 def test_two_process_gloo_training(tmp_path, shared_data):
-    args = tiny(tmp_path, shared_data, sampler_name="batch_balanced")
+    args = tiny_dermamnist_overrides(tmp_path, shared_data, sampler_name="batch_balanced")
     result = run_bundle(BUNDLE, ["train", "multi_gpu_train"], args, nproc=2)
     assert (tmp_path / "models" / "model.pt").is_file()
     assert len(list((tmp_path / "logs").glob("events.out.tfevents.*"))) == 1  # rank 0 writes alone
@@ -147,7 +135,7 @@ def test_bad_data_gives_a_clear_error(tmp_path, shared_data, layout, message):
         if layout == "missing_file":
             rows.append("missing.png,A")
         (root / "datalist.csv").write_text("\n".join(rows) + "\n")
-    args = tiny(tmp_path, shared_data, dataset_dir=str(root), data_format="csv")
+    args = tiny_dermamnist_overrides(tmp_path, shared_data, dataset_dir=str(root), data_format="csv")
     args.update(data_kwargs={"csv_file": "datalist.csv"}, class_names=["A", "B"])
     if layout == "empty_dir":
         args.update(data_format="class_folders", data_kwargs={})

@@ -11,7 +11,7 @@ import json
 
 import numpy as np
 import pytest
-from bundle_runner import BUNDLES, parse_bundle, quick_run_overrides, run_bundle
+from bundle_runner import BUNDLES, parse_bundle, quick_run_overrides, run_bundle, tiny_dermamnist_overrides
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import metadata as hparams_metadata
@@ -24,21 +24,6 @@ CLASSIFICATION = "skin_lesion_classification"
 SEGMENTATION = "nuclei_segmentation"
 SCORES = [name for name in CLASSIFICATION_METRIC_NAMES if not name.endswith("_positive") and name != "specificity"]
 SEGMENTATION_SCORES = ["jaccard", "dice", "recall", "specificity", "auc"]
-
-
-def _classification_args(root, shared_data, **extra):
-    return quick_run_overrides(
-        root,
-        shared_data / "medmnist",
-        {
-            "data_kwargs": {"flag": "dermamnist", "download": False},
-            "max_items_per_split": 28,
-            "network_name": "small_cnn",
-            "image_size": 32,
-            "batch_size": 14,
-            **extra,
-        },
-    )
 
 
 def _events(folder):
@@ -93,7 +78,7 @@ def _hparams_table(log_root):
 @pytest.fixture(scope="module")
 def classification_run(tmp_path_factory, shared_data):
     root = tmp_path_factory.mktemp("classification")
-    args = _classification_args(root, shared_data)
+    args = tiny_dermamnist_overrides(root, shared_data)
     run_bundle(CLASSIFICATION, ["train"], args)
     evaluation = run_bundle(
         CLASSIFICATION, ["train", "evaluate"], {**args, "progress_bar": True, "mc_dropout": True, "mc_samples": 2}

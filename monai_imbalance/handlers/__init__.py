@@ -14,32 +14,25 @@ from .tensorboard_metrics import TensorBoardMetrics, phase_tag
 from .threshold import ThresholdSelector
 
 __all__ = [
-    "RepeatabilityHandler",
-    "SegmentationFiguresHandler",
-    "ThresholdSelector",
-    "plot_segmentation_overlays",
-]
-
-__all__ += [
     "BalancedAccuracy",
     "ClassificationReportHandler",
     "ClassificationScore",
-    "MacroF1",
-    "PredictionCSVWriter",
-    "mc_dropout_uncertainty",
-    "plot_confusion_matrix",
-]
-
-__all__ += ["DeferredReweighting"]
-
-__all__ += ["MetricsReportHandler", "SegmentationMaskWriter"]
-
-__all__ += [
     "ClassificationTensorBoard",
+    "DeferredReweighting",
     "LazySummaryWriter",
+    "MacroF1",
+    "MetricsReportHandler",
+    "PredictionCSVWriter",
+    "RepeatabilityHandler",
+    "SegmentationFiguresHandler",
+    "SegmentationMaskWriter",
     "TensorBoardMetrics",
+    "ThresholdSelector",
+    "mc_dropout_uncertainty",
     "phase_tag",
+    "plot_confusion_matrix",
     "plot_roc_curves",
+    "plot_segmentation_overlays",
     "roc_curve",
     "write_hparams",
 ]

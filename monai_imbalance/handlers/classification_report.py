@@ -28,11 +28,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from monai.handlers import from_engine
-from monai.utils import CommonKeys, IgniteInfo, min_version, optional_import
+from monai.utils import IgniteInfo, min_version, optional_import
 
-from monai_imbalance.handlers.epoch_handler import EpochHandler
-from monai_imbalance.metrics.classification import CLASSIFICATION_METRIC_NAMES, ClassificationMetric
+from monai_imbalance.handlers.classification_epoch import ClassificationEpochHandler
+from monai_imbalance.metrics.classification import CLASSIFICATION_METRIC_NAMES
 from monai_imbalance.reporting import save_figure, update_metrics_json
 
 idist, _ = optional_import("ignite", IgniteInfo.OPT_IMPORT_VERSION, min_version, "distributed")
@@ -85,7 +84,7 @@ def plot_confusion_matrix(
     return fig
 
 
-class ClassificationReportHandler(EpochHandler):
+class ClassificationReportHandler(ClassificationEpochHandler):
     """Write the classification report and confusion matrix of every evaluator run.
 
     Args:
@@ -135,37 +134,23 @@ class ClassificationReportHandler(EpochHandler):
     ) -> None:
         if not isinstance(key, str) or not key:
             raise ValueError(f"key must be a non-empty string, got {key!r}")
-        if class_names is not None:
-            if isinstance(class_names, str):
-                raise TypeError("class_names must be a sequence of names, got a single string")
-            class_names = [str(n) for n in class_names]
-            if num_classes is not None and len(class_names) != num_classes:
-                raise ValueError(f"got {len(class_names)} class_names for num_classes={num_classes}")
-            num_classes = num_classes if num_classes is not None else len(class_names)
+        super().__init__(
+            class_names=class_names,
+            num_classes=num_classes,
+            decision_threshold=decision_threshold,
+            class_priors=class_priors,
+            output_transform=output_transform,
+            save_rank=save_rank,
+            name=name,
+        )
         self.metrics_file = Path(metrics_file)
         self.key = key
         self.figure_file = Path(figure_file) if figure_file is not None else None
         self.summary_writer = summary_writer
         self.tag = tag or f"{key}/confusion_matrix"
-        self.class_names = class_names
-        self.output_transform = (
-            output_transform if output_transform is not None else from_engine([CommonKeys.PRED, CommonKeys.LABEL])
-        )
         self.save_best_only = bool(save_best_only)
         self.scalars = bool(scalars)
-        self.save_rank = int(save_rank)
-        self.metric = ClassificationMetric(
-            num_classes=num_classes, decision_threshold=decision_threshold, class_priors=class_priors
-        )
-        self._init_logger(name)
         self.last_report: dict[str, Any] | None = None
-
-    def epoch_started(self, engine: Engine) -> None:
-        self.metric.reset()
-
-    def iteration_completed(self, engine: Engine) -> None:
-        y_pred, y = self.output_transform(engine.state.output)
-        self.metric(y_pred, y)
 
     def epoch_completed(self, engine: Engine) -> None:
         """Gather (all ranks), compute the report, and write it on ``save_rank``."""

@@ -28,11 +28,10 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
-from monai.handlers import from_engine
-from monai.utils import CommonKeys, IgniteInfo, min_version, optional_import
+from monai.utils import IgniteInfo, min_version, optional_import
 
-from monai_imbalance.handlers.epoch_handler import EpochHandler
-from monai_imbalance.metrics.classification import CLASSIFICATION_METRIC_NAMES, ClassificationMetric
+from monai_imbalance.handlers.classification_epoch import ClassificationEpochHandler
+from monai_imbalance.metrics.classification import CLASSIFICATION_METRIC_NAMES
 from monai_imbalance.reporting import save_figure
 
 idist, _ = optional_import("ignite", IgniteInfo.OPT_IMPORT_VERSION, min_version, "distributed")
@@ -116,7 +115,7 @@ def _tag_part(name: str) -> str:
     return re.sub(r"[^\w.\-]", "_", str(name))
 
 
-class ClassificationTensorBoard(EpochHandler):
+class ClassificationTensorBoard(ClassificationEpochHandler):
     """Write the classification scores, per-class scores, PR and ROC curves of every evaluator run.
 
     Args:
@@ -149,32 +148,18 @@ class ClassificationTensorBoard(EpochHandler):
     ) -> None:
         if not isinstance(phase, str) or not phase or "/" in phase:
             raise ValueError(f"phase must be a non-empty name without '/', e.g. 'val' or 'test'; got {phase!r}")
-        if class_names is not None:
-            if isinstance(class_names, str):
-                raise TypeError("class_names must be a sequence of names, got a single string")
-            class_names = [str(n) for n in class_names]
-            if num_classes is not None and len(class_names) != num_classes:
-                raise ValueError(f"got {len(class_names)} class_names for num_classes={num_classes}")
-            num_classes = len(class_names)
+        super().__init__(
+            class_names=class_names,
+            num_classes=num_classes,
+            decision_threshold=decision_threshold,
+            class_priors=class_priors,
+            output_transform=output_transform,
+            save_rank=save_rank,
+            name=name,
+        )
         self.summary_writer = summary_writer
         self.phase = phase
-        self.class_names = class_names
         self.curves = bool(curves)
-        self.output_transform = (
-            output_transform if output_transform is not None else from_engine([CommonKeys.PRED, CommonKeys.LABEL])
-        )
-        self.save_rank = int(save_rank)
-        self.metric = ClassificationMetric(
-            num_classes=num_classes, decision_threshold=decision_threshold, class_priors=class_priors
-        )
-        self._init_logger(name)
-
-    def epoch_started(self, engine: Engine) -> None:
-        self.metric.reset()
-
-    def iteration_completed(self, engine: Engine) -> None:
-        y_pred, y = self.output_transform(engine.state.output)
-        self.metric(y_pred, y)
 
     def epoch_completed(self, engine: Engine) -> None:
         """Gather (all ranks), then write the tags on ``save_rank``."""

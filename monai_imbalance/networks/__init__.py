@@ -12,16 +12,21 @@ from .segmentation_factory import (
 )
 from .small_cnn import SmallCNN
 
-__all__ = ["FocusNet", "add_dropout", "find_dropout_modules", "mc_dropout_mode", "set_dropout"]
-
-__all__ += [
+__all__ = [
     "NETWORK_NAMES",
+    "SEGMENTATION_NETWORK_NAMES",
+    "FocusNet",
     "NormedLinear",
     "PretrainedWeightsUnavailableError",
     "SmallCNN",
+    "UNetWithHead",
+    "add_dropout",
+    "find_dropout_modules",
     "find_final_linear",
     "get_network",
+    "get_segmentation_network",
+    "mc_dropout_mode",
     "replace_with_cosine_head",
+    "segmentation_size_divisor",
+    "set_dropout",
 ]
-
-__all__ += ["SEGMENTATION_NETWORK_NAMES", "UNetWithHead", "get_segmentation_network", "segmentation_size_divisor"]

@@ -14,21 +14,25 @@ from .threshold import (
 )
 
 __all__ = [
+    "AUGMENT_ON",
     "ApplyThreshold",
     "ApplyThresholdd",
+    "BatchRandAugment",
+    "LoadBinaryMask",
+    "LoadBinaryMaskd",
     "LoadImageOrArray",
     "LoadImageOrArrayd",
     "MammogramIntensity",
     "MammogramIntensityd",
     "PictureReader",
+    "PrepareBatchAugment",
     "ResizeLongestPad",
     "ResizeLongestPadd",
+    "augment_placement",
     "class_priors",
+    "default_mask_threshold",
+    "mask_picture_to_8bit",
     "prior_correction",
     "read_decision_rule",
     "select_threshold",
 ]
-
-__all__ += ["LoadBinaryMask", "LoadBinaryMaskd", "default_mask_threshold", "mask_picture_to_8bit"]
-
-__all__ += ["AUGMENT_ON", "BatchRandAugment", "PrepareBatchAugment", "augment_placement"]
