@@ -11,24 +11,24 @@ from monai.losses import DiceLoss
 from monai_imbalance.losses import AdaptiveLogarithmicLoss, adaptive_log_loss, log_branch_fraction
 
 
-def _np_all(x: float, omega=10.0, epsilon=0.5, delta=0.1) -> float:
+def _np_all_wing(x: float, omega=10.0, epsilon=0.5, delta=0.1) -> float:
     if x < delta:
         return omega * math.log(1 + x / epsilon)
     return x - (delta - omega * math.log(1 + delta / epsilon))
 
 
 @pytest.mark.parametrize("x", [0.0, 0.03, 0.0999, 0.1, 0.25, 1.0])
-def test_values_match_hand_computation(x):
-    assert adaptive_log_loss(torch.tensor(x)).item() == pytest.approx(_np_all(x), rel=1e-6)
+def test_wing_form_values_match_hand_computation(x):
+    assert adaptive_log_loss(torch.tensor(x), form="wing").item() == pytest.approx(_np_all_wing(x), rel=1e-6)
 
 
 def test_continuous_at_delta_and_amplified_slope_below():
     delta = 0.2
-    below = adaptive_log_loss(torch.tensor(delta - 1e-6, dtype=torch.float64), 6.0, 0.3, delta)
-    above = adaptive_log_loss(torch.tensor(delta, dtype=torch.float64), 6.0, 0.3, delta)
+    below = adaptive_log_loss(torch.tensor(delta - 1e-6, dtype=torch.float64), 6.0, 0.3, delta, form="wing")
+    above = adaptive_log_loss(torch.tensor(delta, dtype=torch.float64), 6.0, 0.3, delta, form="wing")
     assert below.item() == pytest.approx(above.item(), abs=1e-4)
     x = torch.tensor([0.0, 0.5], requires_grad=True)
-    adaptive_log_loss(x).sum().backward()
+    adaptive_log_loss(x, form="wing").sum().backward()
     assert x.grad.tolist() == pytest.approx([10.0 / 0.5, 1.0])  # omega / epsilon at 0, slope 1 above delta
 
 
@@ -84,6 +84,7 @@ def _np_all_smooth(x: float, omega=10.0, epsilon=0.5, delta=0.1) -> float:
 @pytest.mark.parametrize("x", [0.0, 0.03, 0.0999, 0.1, 0.25, 1.0])
 def test_smooth_form_values_match_hand_computation(x):
     got = adaptive_log_loss(torch.tensor(x, dtype=torch.float64), form="smooth").item()
+    assert adaptive_log_loss(torch.tensor(x, dtype=torch.float64)).item() == got  # the default form
     assert got == pytest.approx(_np_all_smooth(x), rel=1e-9)
     # by hand at x = 0.25: A = 10 / 0.6, C = A * 0.1 - 10 ln(1.2)
     if x == 0.25:

@@ -29,7 +29,7 @@ otherwise the softmax is implied (``softmax=True`` is accepted, ``softmax=False`
 error). (2) ``sigmoid=True`` is an error. (3) defaults ``alpha=0.3`` (false positives, MONAI convention),
 ``beta=0.7`` (false negatives): the Tversky setting of Salehi et al. used in the ALL paper, equal to the
 paper-convention ``FocalTverskyLoss(alpha=0.7, beta=0.3)`` without the focal exponent. (4) ``omega``,
-``epsilon``, ``delta`` and ``form`` (``"wing"`` or ``"smooth"``) go to the wrapper, ``inner_dice="authors"`` sets
+``epsilon``, ``delta`` and ``form`` (``"smooth"``, the default, or ``"wing"``) go to the wrapper, ``inner_dice="authors"`` sets
 the Dice loss of the ALL authors' code (``batch=True, smooth_nr=smooth_dr=1``; default ``"monai"``: MONAI's
 ``DiceLoss`` defaults), every other keyword (``reduction`` included) goes to the Dice loss, and ALL is applied to
 what the Dice loss returns. (5) the official LMF setting (the LDAM margins as class weights of both
