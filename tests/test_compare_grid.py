@@ -34,7 +34,7 @@ SKIN = BUNDLES / "skin_lesion_classification"
 
 def test_presets_expand_to_the_papers_variants():
     assert [v.name for v in grid_variants("lmf")] == ["ce", "focal", "ldam", "lmf"]
-    assert [v.overrides["loss_name"] for v in grid_variants("lmf")] == ["ce", "focal", "ldam", "lmf"]
+    assert [v.overrides["loss_name"] for v in grid_variants("lmf")] == ["ce", "focal", "ldam", "lmf_official"]
     bbfl = {v.name: v for v in grid_variants("bbfl")}
     assert list(bbfl) == ["ce", "ros", "rus", "cost_sensitive", "thresholding", "bbfl"]
     assert bbfl["ros"].overrides == {"loss_name": "ce", "sampler_name": "over"}

@@ -24,8 +24,8 @@ precedence rule, as are keys the grid sets itself (``seed``, ``ckpt_dir``, ``log
 
 :data:`PRESETS` hold the variant sets and metrics of the papers' tables:
 
-- ``lmf`` (LMF paper; ``skin_lesion_classification``): ``ce``, ``focal``, ``ldam``, ``lmf``; macro-F1, balanced
-  accuracy, accuracy;
+- ``lmf`` (LMF paper; ``skin_lesion_classification``): ``ce``, ``focal``, ``ldam``, ``lmf`` (``lmf_official``, the
+  official code's weighting); macro-F1, balanced accuracy, accuracy;
 - ``bbfl`` (BBFL paper, binary; ``rnfld_classification``): ``ce``, ``ros``, ``rus``, ``cost_sensitive`` (inverse
   class weights), ``thresholding`` (F1-optimal threshold chosen on validation, ``--use_threshold true`` at
   evaluation), ``bbfl``; accuracy, F1 of the positive class, AUC;
@@ -200,7 +200,7 @@ PRESETS: dict[str, GridPreset] = {
             GridVariant("ce", {"loss_name": "ce"}, label="cross-entropy"),
             GridVariant("focal", {"loss_name": "focal"}, label="focal loss"),
             GridVariant("ldam", {"loss_name": "ldam"}, label="LDAM"),
-            GridVariant("lmf", {"loss_name": "lmf"}, label="LMF (LDAM + focal)"),
+            GridVariant("lmf", {"loss_name": "lmf_official"}, label="LMF (LDAM + focal, official weighting)"),
         ),
         metric_names=("f1_macro", "balanced_accuracy", "accuracy"),
     ),
