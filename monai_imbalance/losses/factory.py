@@ -25,16 +25,16 @@ all            ``AdaptiveLogarithmicLoss`` over  ignored      ignored  used (by 
 ============== ================================= ============ ======== ================ =====================
 
 (1) the cross-entropy family always takes logits: ``sigmoid=True`` selects binary / multi-label (BCE-style),
-otherwise the softmax is implied (``softmax=True`` is accepted, ``softmax=False`` without ``sigmoid`` is an
-error). (2) ``sigmoid=True`` is an error. (3) defaults ``alpha=0.3`` (false positives, MONAI convention),
-``beta=0.7`` (false negatives): the Tversky setting of Salehi et al. used in the ALL paper, equal to the
-paper-convention ``FocalTverskyLoss(alpha=0.7, beta=0.3)`` without the focal exponent. (4) ``omega``,
-``epsilon``, ``delta`` and ``form`` (``"smooth"``, the default, or ``"wing"``) go to the wrapper, ``inner_dice="authors"`` sets
-the Dice loss of the ALL authors' code (``batch=True, smooth_nr=smooth_dr=1``; default ``"monai"``: MONAI's
-``DiceLoss`` defaults), every other keyword (``reduction`` included) goes to the Dice loss, and ALL is applied to
-what the Dice loss returns. (5) the official LMF setting (the LDAM margins as class weights of both
-terms, see :mod:`.lmf`); a ``weight`` multiplies the margins. (6) MONAI's class with MONAI's values; targets are
-checked (whole class indices for ``to_onehot_y=True``, else masks in ``[0, 1]``) and an empty batch gives zero.
+otherwise the softmax is implied (``softmax=True`` is accepted, ``softmax=False`` without ``sigmoid`` is an error).
+(2) ``sigmoid=True`` is an error. (3) defaults ``alpha=0.3`` (false positives, MONAI convention), ``beta=0.7``
+(false negatives): the Tversky setting of Salehi et al. used in the ALL paper, equal to the paper-convention
+``FocalTverskyLoss(alpha=0.7, beta=0.3)`` without the focal exponent. (4) ``omega``, ``epsilon``, ``delta`` and
+``form`` (``"smooth"``, the default, or ``"wing"``) go to the wrapper, ``inner_dice="authors"`` sets the Dice loss
+of the ALL authors' code (``batch=True, smooth_nr=smooth_dr=1``; default ``"monai"``: MONAI's ``DiceLoss``
+defaults), every other keyword (``reduction`` included) goes to the Dice loss, and ALL is applied to what the Dice
+loss returns. (5) the official LMF setting (the LDAM margins as class weights of both terms, see :mod:`.lmf`); a
+``weight`` multiplies the margins. (6) MONAI's class with MONAI's values; targets are checked (whole class indices
+for ``to_onehot_y=True``, else masks in ``[0, 1]``) and an empty batch gives zero.
 
 Every loss built here refuses non-integral or out-of-range class labels and overlap targets outside ``[0, 1]``
 (``ValueError``), and gives an empty batch (``B = 0``) a zero loss with a zero gradient.
