@@ -109,13 +109,16 @@ def test_classification_settings_are_hparams_beside_the_final_metrics(classifica
     hparams = _events(root / "logs").PluginTagToContent(hparams_metadata.PLUGIN_NAME)
     assert list(hparams) == [hparams_metadata.SESSION_START_INFO_TAG]
     recorded = hparams_metadata.parse_session_start_info_plugin_data(hparams[hparams_metadata.SESSION_START_INFO_TAG])
-    assert recorded.hparams["loss"].string_value == "lmf" and recorded.hparams["network"].string_value == "small_cnn"
+    assert (
+        recorded.hparams["loss"].string_value == "lmf_official"
+        and recorded.hparams["network"].string_value == "small_cnn"
+    )
     # the HParams tab: one row for the run folder, its settings beside the test scores of logs/evaluate
     hparam_names, metric_names, groups = _hparams_table(root)
     assert {"loss", "network", "seed", "sampler"} <= hparam_names
     assert {("evaluate", "test/f1_macro"), ("", "val/f1_macro")} <= metric_names
     (group,) = groups
-    assert group["hparams"]["loss"] == "lmf"
+    assert group["hparams"]["loss"] == "lmf_official"
     test_f1 = json.loads((root / "eval" / "metrics.json").read_text())["test"]["f1_macro"]
     values = {(m["name"].get("group", ""), m["name"]["tag"]): m["value"] for m in group["metricValues"]}
     assert values[("evaluate", "test/f1_macro")] == pytest.approx(test_f1, abs=1e-6)
