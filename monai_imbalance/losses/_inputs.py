@@ -153,47 +153,51 @@ def split_target(
     )
 
 
-def as_class_indices(labels: torch.Tensor, num_classes: int, ignore_index: int | None) -> torch.Tensor:
-    """Cast a label map to int64 and check every entry is a class index in ``[0, C)`` or ``ignore_index``.
+def check_class_indices(labels: torch.Tensor, num_classes: int, ignore_index: int | None) -> None:
+    """Check that every entry of a label map is a class index in ``[0, C)`` or ``ignore_index``, without casting it.
 
-    Float labels (MONAI label maps are float) must hold whole numbers: ``1.9`` is refused, not truncated. The
-    check costs one fused reduction and one host synchronisation (the minimum, the maximum and, for float
-    labels, the largest distance to a whole number, read together).
+    Float labels (MONAI label maps are float) must hold whole numbers: ``1.9`` is refused, not truncated. For float
+    labels the check costs a rounding, one comparison with it and one reduction (the range), with one host
+    synchronisation each; integer labels only the reduction.
 
     Raises:
         ValueError: an entry is not a whole number, or is out of range.
     """
     if labels.numel() == 0:
-        return labels.long()
-    if labels.is_floating_point():
-        # one read-back: the range of the labels and of their distance to the nearest whole number (nan: nan)
-        detached = labels.detach()
-        low, high, off_low, off_high = torch.stack(
-            [*torch.aminmax(detached), *torch.aminmax(detached - detached.round())]
-        ).tolist()
-        if not (off_low == 0.0 and off_high == 0.0):
-            bad = labels[labels != labels.round()][0].item()
+        return
+    detached = labels.detach()
+    if detached.is_floating_point():
+        whole = detached.round()
+        if not torch.equal(whole, detached):  # nan is never equal: refused too
+            bad = detached[detached != whole][0].item()
             raise ValueError(
                 f"target holds the non-integral class label {bad:g}; class-index targets must hold whole numbers "
                 "(round or threshold the labels first, or pass probabilities with the input's shape)."
             )
-        labels = labels.long()
-    else:
-        labels = labels.long()
-        low, high = (int(v) for v in torch.aminmax(labels))
+        detached = whole
+    low, high = (float(v) for v in torch.aminmax(detached))
     if low >= 0 and high < num_classes:
-        return labels
-    bad = (labels < 0) | (labels >= num_classes)
+        return
+    bad = (detached < 0) | (detached >= num_classes)
     if ignore_index is not None:
-        bad &= labels != ignore_index
+        bad &= detached != ignore_index
     if bool(bad.any()):
-        value = int(labels[bad][0])
+        value = int(detached[bad][0])
         ignore = f" or ignore_index={ignore_index}" if ignore_index is not None else ""
         raise ValueError(
             f"target holds class index {value}; expected indices in [0, {num_classes - 1}]{ignore} for an input "
             f"with {num_classes} channels (classes)."
         )
-    return labels
+
+
+def as_class_indices(labels: torch.Tensor, num_classes: int, ignore_index: int | None) -> torch.Tensor:
+    """:func:`check_class_indices`, then the labels as ``int64``.
+
+    Raises:
+        ValueError: an entry is not a whole number, or is out of range.
+    """
+    check_class_indices(labels, num_classes, ignore_index)
+    return labels.long()
 
 
 def empty_batch_loss(input: torch.Tensor, reduction: str) -> torch.Tensor | None:
@@ -233,7 +237,7 @@ def check_overlap_target(
         raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}.")
     target = plain_tensor(target)
     if to_onehot_y and input.shape[1] > 1:
-        as_class_indices(target, input.shape[1], ignore_index)
+        check_class_indices(target, input.shape[1], ignore_index)
     else:
         mask = target != ignore_index if ignore_index is not None else None
         check_unit_interval(target, mask, "overlap-loss target (a mask)")

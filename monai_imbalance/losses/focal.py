@@ -55,6 +55,7 @@ from torch.nn.modules.loss import _WeightedLoss
 from monai_imbalance.losses._inputs import (
     ClassVector,
     as_class_indices,
+    check_class_indices,
     check_class_length,
     check_gamma,
     check_reduction,
@@ -427,7 +428,7 @@ class FocalLoss(_WeightedLoss):
         target = plain_tensor(target)
         channels = input.shape[1]
         if self.to_onehot_y and channels > 1:
-            as_class_indices(target, channels, self.ignore_index)
+            check_class_indices(target, channels, self.ignore_index)
         else:
             mask = target != self.ignore_index if self.ignore_index is not None else None
             check_unit_interval(target, mask, "FocalLoss target (to_onehot_y=False)")
