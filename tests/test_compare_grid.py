@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import subprocess
+import sys
 
 import pytest
 from bundle_runner import BUNDLES
@@ -227,6 +229,19 @@ def _tiny(shared_data) -> list[str]:
     ]
 
 
+def test_a_misspelt_grid_override_stops_the_run_before_training(tmp_path, shared_data):
+    """The bundles check in-process overrides as they check a command line's (no silently ignored --loss_nmae),
+    and the command ends in one line."""
+    command = [sys.executable, "-m", "monai_imbalance.compare", "grid", "--bundle", str(SKIN)]
+    command += ["--output_dir", str(tmp_path / "grid"), "--seeds", "0", "--variant", "focal", "--loss_nmae focal"]
+    result = subprocess.run([*command, "--", *_tiny(shared_data)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: unknown override --loss_nmae: no such key in ") and "--loss_name" in last, last
+    assert "Traceback" not in result.stderr
+    assert not list(tmp_path.rglob("*.pt"))
+
+
 @pytest.mark.e2e
 def test_grid_command_on_the_skin_lesion_bundle(tmp_path, shared_data, capsys):
     out = tmp_path / "grid"
@@ -260,6 +275,9 @@ def test_grid_command_on_the_skin_lesion_bundle(tmp_path, shared_data, capsys):
     assert json.loads((thr_dir / "eval" / "metrics.json").read_text())["test"]["class_priors"] is not None
     assert json.loads((ce_dir / "eval" / "metrics.json").read_text())["test"]["class_priors"] is None
     assert "evaluation only: `--use_threshold true`" in markdown
+    # each run records the overrides the grid gave it, as a command-line run records its own
+    recorded = json.loads((ce_dir / "models" / "metrics.json").read_text())["settings"]["overrides"]
+    assert recorded["loss_name"] == "ce" and recorded["seed"] == 0 and recorded["ckpt_dir"] == str(ce_dir / "models")
 
     # the same command again is refused; --resume reads the finished runs back without rerunning them
     with pytest.raises(FileExistsError, match="--overwrite"):

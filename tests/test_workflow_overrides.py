@@ -7,7 +7,13 @@ import sys
 import pytest
 import yaml
 
-from monai_imbalance.workflow import UnknownOverrideError, bundle_command, check_override_keys, check_overrides
+from monai_imbalance.workflow import (
+    UnknownOverrideError,
+    bundle_command,
+    bundle_run_in_process,
+    check_override_keys,
+    check_overrides,
+)
 
 MAIN = "/venv/lib/python3.11/site-packages/monai/bundle/__main__.py"
 CONFIG = {
@@ -77,3 +83,22 @@ def test_check_overrides_reads_the_config_files_from_disk(tmp_path, monkeypatch)
     monkeypatch.setattr(sys, "argv", [MAIN, "run", "--config_file", str(train), "--mc_dropout", "true"])
     with pytest.raises(UnknownOverrideError, match=rf"--mc_dropout: no such key in {train}"):
         check_overrides()
+
+
+def test_an_in_process_run_is_checked_and_read_like_a_command_line(tmp_path):
+    """ConfigWorkflow runs made in Python (the comparison tables) have no sys.argv: the block stands in for it."""
+    train = tmp_path / "train.yaml"
+    train.write_text(yaml.safe_dump(CONFIG))
+    assert bundle_command() is None  # pytest's own command line
+    with bundle_run_in_process([str(train)], {"loss_name": "focal", "config_file": "x.yaml", "bundle_root": "."}):
+        # run-level arguments are not overrides; bundle_root is a key of every bundle (here: of none)
+        assert bundle_command() == ([str(train)], {"loss_name": "focal", "bundle_root": "."})
+        assert bundle_command(["pytest"]) is None  # an explicit command line still wins
+    assert bundle_command() is None  # only for the duration of the block
+    with (
+        bundle_run_in_process([str(train)], {"loss_nmae": "focal"}),
+        pytest.raises(UnknownOverrideError, match=r"--loss_nmae: no such key .* did you mean --loss_name"),
+    ):
+        check_overrides()
+    with bundle_run_in_process([str(train)], {"loss_name": "focal", "train#dataloader#num_workers": 0}):
+        assert check_overrides() == {"loss_name": "focal", "train#dataloader#num_workers": 0}

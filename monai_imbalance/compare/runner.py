@@ -20,6 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from monai_imbalance.workflow import bundle_run_in_process
+
 __all__ = [
     "bundle_folder",
     "checkpoint_file",
@@ -150,12 +152,15 @@ def run_bundle_config(
 
     root = bundle_folder(bundle)
     settings = {"bundle_root": str(root), **dict(overrides or {})}
-    workflow = ConfigWorkflow(config_file=_config_files(root, configs), workflow_type=None, **settings)
-    workflow.initialize()
-    if before_run is not None:
-        before_run(workflow.parser)
-    workflow.run()
-    workflow.finalize()
+    files = _config_files(root, configs)
+    # the bundles' initialize checks these overrides against the configs and records them, as on the command line
+    with bundle_run_in_process(files, settings):
+        workflow = ConfigWorkflow(config_file=files, workflow_type=None, **settings)
+        workflow.initialize()
+        if before_run is not None:
+            before_run(workflow.parser)
+        workflow.run()
+        workflow.finalize()
     return workflow
 
 

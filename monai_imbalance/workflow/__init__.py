@@ -7,7 +7,14 @@ Importing it inside a ``python -m monai.bundle run`` command installs the short 
 
 from .atomic_checkpoint import AtomicCheckpointSaver
 from .distributed import default_device, distributed_backend, global_rank, init_distributed
-from .overrides import RUN_SWITCHES, UnknownOverrideError, bundle_command, check_override_keys, check_overrides
+from .overrides import (
+    RUN_SWITCHES,
+    UnknownOverrideError,
+    bundle_command,
+    bundle_run_in_process,
+    check_override_keys,
+    check_overrides,
+)
 from .resume_state import ResumeState, randomizable_objects
 from .run_folder import (
     LAST_CHECKPOINT_PREFIX,
@@ -39,6 +46,7 @@ __all__ = [
     "UnknownOverrideError",
     "as_bool",
     "bundle_command",
+    "bundle_run_in_process",
     "check_override_keys",
     "check_overrides",
     "checked_checkpoint",

@@ -10,15 +10,22 @@ they are on disk. A key that names nothing stops the run before any work, with t
 
 One kind of new key is accepted: an entry of a dict that is empty in the config, such as
 ``--loss_kwargs#delta 0.2`` under ``loss_kwargs: {}`` (free-form keyword arguments).
+
+A bundle run made in Python rather than from the command line (``monai_imbalance.compare``'s tables run the
+bundles in their own process) has no ``sys.argv`` to read: :func:`bundle_run_in_process` tells
+:func:`bundle_command` its config files and overrides for the duration of the run, so that they are checked and
+recorded the same way.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
+import contextvars
 import difflib
 import inspect
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +37,7 @@ __all__ = [
     "RUN_SWITCHES",
     "UnknownOverrideError",
     "bundle_command",
+    "bundle_run_in_process",
     "check_override_keys",
     "check_overrides",
 ]
@@ -39,6 +47,9 @@ RUN_SWITCHES = ("resume", "overwrite")
 
 
 _SEP = "#"  # MONAI accepts "#" and "::" between the levels of an id; messages use the command line's "#"
+_IN_PROCESS_RUN: contextvars.ContextVar[tuple[Any, dict[str, Any]] | None] = contextvars.ContextVar(
+    "monai_imbalance_bundle_run", default=None
+)
 
 
 def _parts(key: str) -> list[str]:
@@ -93,13 +104,34 @@ def _flags(tokens: Sequence[str]) -> dict[str, Any]:
     return flags
 
 
+@contextlib.contextmanager
+def bundle_run_in_process(config_file: Any, overrides: Mapping[str, Any]) -> Iterator[None]:
+    """Within the block, :func:`bundle_command` (without ``argv``) returns ``(config_file, overrides)``.
+
+    For bundle runs made in Python (``ConfigWorkflow(config_file=..., **overrides)``): the bundles'
+    :func:`check_overrides` then refuses a misspelt key and the recorded settings name the overrides, as for
+    ``python -m monai.bundle run``. Run-level arguments among ``overrides`` (``bundle_root`` aside, which every
+    bundle has as a key) are left out as on the command line.
+    """
+    run_arguments = _run_arguments()
+    kept = {key: value for key, value in overrides.items() if key not in run_arguments}
+    token = _IN_PROCESS_RUN.set((config_file, kept))
+    try:
+        yield
+    finally:
+        _IN_PROCESS_RUN.reset(token)
+
+
 def bundle_command(argv: Sequence[str] | None = None) -> tuple[Any, dict[str, Any]] | None:
     """``(config_file, overrides)`` of a ``python -m monai.bundle run ...`` command line, else ``None``.
 
-    ``argv`` defaults to ``sys.argv``. Arguments of ``run`` itself (``--config_file``, ``--meta_file``,
-    ``--logging_file``, ...) are not overrides; those of an ``--args_file`` come first and the command line's
-    replace them, as in ``monai.bundle.scripts.update_kwargs``.
+    ``argv`` defaults to ``sys.argv``, unless a :func:`bundle_run_in_process` block is active: then its config
+    files and overrides. Arguments of ``run`` itself (``--config_file``, ``--meta_file``, ``--logging_file``,
+    ...) are not overrides; those of an ``--args_file`` come first and the command line's replace them, as in
+    ``monai.bundle.scripts.update_kwargs``.
     """
+    if argv is None and (in_process := _IN_PROCESS_RUN.get()) is not None:
+        return in_process[0], dict(in_process[1])
     argv = list(sys.argv if argv is None else argv)
     if len(argv) < 2 or Path(argv[0]).parts[-3:] != ("monai", "bundle", "__main__.py"):
         return None
