@@ -125,12 +125,10 @@ class ClassificationTensorBoard(ClassificationEpochHandler):
         class_names: the class names of the tags and the figure (default ``"0" .. "C-1"``).
         num_classes: expected number of classes (checked when given; needed for class-index predictions
             without ``class_names``).
-        decision_threshold, class_priors: the decision rule, as for ``ClassificationReportHandler``.
         curves: write the PR curves and the ROC figure (``False``: scalars only).
-        output_transform: extracts ``(y_pred, y)`` from ``engine.state.output``; default the ``pred`` and
-            ``label`` entries of MONAI's engine output.
-        save_rank: the rank that writes in a multi-process run.
-        name: logger name (default the engine's logger).
+        decision_threshold, class_priors, output_transform, save_rank, name: as for
+            :class:`~monai_imbalance.handlers.classification_epoch.ClassificationEpochHandler` (give the report
+            handler the same decision rule).
     """
 
     def __init__(

@@ -156,9 +156,9 @@ def split_target(
 def check_class_indices(labels: torch.Tensor, num_classes: int, ignore_index: int | None) -> None:
     """Check that every entry of a label map is a class index in ``[0, C)`` or ``ignore_index``, without casting it.
 
-    Float labels (MONAI label maps are float) must hold whole numbers: ``1.9`` is refused, not truncated. For float
-    labels the check costs a rounding, one comparison with it and one reduction (the range), with one host
-    synchronisation each; integer labels only the reduction.
+    Float labels (MONAI label maps are float) must hold whole numbers: ``1.9`` is refused, not truncated. The
+    check reads back once (one host synchronisation): the range and, for float labels, the range of the distance to
+    the nearest whole number.
 
     Raises:
         ValueError: an entry is not a whole number, or is out of range.
@@ -168,14 +168,17 @@ def check_class_indices(labels: torch.Tensor, num_classes: int, ignore_index: in
     detached = labels.detach()
     if detached.is_floating_point():
         whole = detached.round()
-        if not torch.equal(whole, detached):  # nan is never equal: refused too
+        # one read-back: the range, and the range of the distance to the nearest whole number (nan stays nan)
+        low, high, off_low, off_high = torch.stack([*torch.aminmax(whole), *torch.aminmax(detached - whole)]).tolist()
+        if not (off_low == 0.0 and off_high == 0.0):
             bad = detached[detached != whole][0].item()
             raise ValueError(
                 f"target holds the non-integral class label {bad:g}; class-index targets must hold whole numbers "
                 "(round or threshold the labels first, or pass probabilities with the input's shape)."
             )
         detached = whole
-    low, high = (float(v) for v in torch.aminmax(detached))
+    else:
+        low, high = torch.stack(torch.aminmax(detached)).tolist()
     if low >= 0 and high < num_classes:
         return
     bad = (detached < 0) | (detached >= num_classes)
