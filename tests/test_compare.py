@@ -78,6 +78,9 @@ def test_parse_overrides_reads_values_as_the_bundle_command_line_does():
         "mc_dropout": "true",
         "format_kwargs#csv": {"a": 1},
     }
+    # the YAML-like spelling the bundle docs show (Fire reads it for monai.bundle run): a dict, not a string
+    yaml_like = parse_overrides(["--split_fractions", "{train: 0.6, val: 0.2, test: 0.2}", "--data_kwargs={flag: x}"])
+    assert yaml_like == {"split_fractions": {"train": 0.6, "val": 0.2, "test": 0.2}, "data_kwargs": {"flag": "x"}}
     with pytest.raises(ValueError, match="no value"):
         parse_overrides(["--image_size"])
     with pytest.raises(ValueError, match="'--key value'"):

@@ -32,6 +32,11 @@ def test_bundle_command_reads_fire_style_arguments():
     assert overrides == {"loss_name": "focal", "resume": True, "train#dataloader#num_workers": 0, "image_size": 32}
 
 
+def test_values_are_read_as_fire_reads_them():
+    _, overrides = bundle_command([MAIN, "run", "--split_fractions", "{train: 0.6, val: 0.4}", "--amp", "false"])
+    assert overrides == {"split_fractions": {"train": 0.6, "val": 0.4}, "amp": "false"}
+
+
 def test_bundle_command_merges_the_args_file_under_the_command_line(tmp_path):
     args_file = tmp_path / "args.yaml"
     args_file.write_text(yaml.safe_dump({"config_file": "train.yaml", "loss_name": "focal", "seed": 3}))

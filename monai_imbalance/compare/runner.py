@@ -14,13 +14,12 @@ Overrides are the bundle's command-line switches as a mapping (``{"loss_name": "
 
 from __future__ import annotations
 
-import ast
 import shlex
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from monai_imbalance.workflow import bundle_run_in_process
+from monai_imbalance.workflow import bundle_run_in_process, parse_override_value
 
 __all__ = [
     "bundle_folder",
@@ -37,8 +36,9 @@ def parse_overrides(args: Sequence[str] | str) -> dict[str, Any]:
     """``["--key", "value", "--other=1"]`` -> ``{"key": "value", "other": 1}``, as ``monai.bundle run`` reads them.
 
     A single string is split as a shell does first (``"--loss_name ce --loss_kwargs '{\\"gamma\\": 2}'"``).
-    Values that are Python literals (numbers, lists, dicts, ``True``/``None``) are converted; everything else,
-    ``true``/``false`` included, stays a string (the bundles read switches with ``as_bool``).
+    Values are read as Fire reads them for ``monai.bundle run``
+    (:func:`~monai_imbalance.workflow.parse_override_value`): Python literals and YAML-like ``{train: 0.6}`` are
+    converted; other words, ``true``/``false`` included, stay strings (the bundles read switches with ``as_bool``).
 
     Raises:
         ValueError: an argument that is not ``--key``, a key without a value, or a string a shell cannot split.
@@ -63,10 +63,7 @@ def parse_overrides(args: Sequence[str] | str) -> dict[str, Any]:
                 raise ValueError(f"bundle override {arg!r} has no value")
             key, value = arg[2:], items[i + 1]
             i += 2
-        try:
-            out[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            out[key] = value
+        out[key] = parse_override_value(value)
     return out
 
 

@@ -14,6 +14,7 @@ from .overrides import (
     bundle_run_in_process,
     check_override_keys,
     check_overrides,
+    parse_override_value,
 )
 from .resume_state import ResumeState, randomizable_objects
 from .run_folder import (
@@ -61,6 +62,7 @@ __all__ = [
     "install_for_bundle_runs",
     "latest_checkpoint",
     "move_aside",
+    "parse_override_value",
     "randomizable_objects",
     "record_run_settings",
     "resume_checkpoint",

@@ -19,7 +19,6 @@ recorded the same way.
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import contextvars
 import difflib
@@ -29,6 +28,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from fire.parser import DefaultParseValue
 from monai.bundle import ConfigParser
 
 from monai_imbalance.errors import UserError
@@ -40,6 +40,7 @@ __all__ = [
     "bundle_run_in_process",
     "check_override_keys",
     "check_overrides",
+    "parse_override_value",
 ]
 
 RUN_SWITCHES = ("resume", "overwrite")
@@ -76,12 +77,11 @@ def _run_arguments() -> set[str]:
     return names
 
 
-def _parse_value(text: str) -> Any:
-    """A command-line value as Fire reads it: a Python literal when it is one, else the string."""
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
+def parse_override_value(text: str) -> Any:
+    """A command-line value as ``python -m monai.bundle run`` receives it: parsed by Fire, which reads Python
+    literals and YAML-like ones with bare words as strings (``{train: 0.6}`` is ``{"train": 0.6}``); other words,
+    ``true`` and ``false`` included, stay strings (the bundles read switches with ``as_bool``)."""
+    return DefaultParseValue(text)
 
 
 def _flags(tokens: Sequence[str]) -> dict[str, Any]:
@@ -100,7 +100,7 @@ def _flags(tokens: Sequence[str]) -> dict[str, Any]:
                 i += 1
             else:
                 value = "True"
-        flags[name.replace("-", "_")] = _parse_value(value)
+        flags[name.replace("-", "_")] = parse_override_value(value)
     return flags
 
 
