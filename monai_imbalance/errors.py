@@ -19,11 +19,20 @@ working::
 
 from __future__ import annotations
 
+import difflib
 import functools
-from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from collections.abc import Callable, Iterable
+from typing import Any, ParamSpec, TypeVar
 
-__all__ = ["DataError", "DataNotFoundError", "UserError", "data_errors_for_users"]
+__all__ = [
+    "DataError",
+    "DataNotFoundError",
+    "UnknownChoiceError",
+    "UserError",
+    "check_choice",
+    "closest_names",
+    "data_errors_for_users",
+]
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -39,6 +48,28 @@ class DataError(UserError, ValueError):
 
 class DataNotFoundError(UserError, FileNotFoundError):
     """A data file or folder that was named does not exist."""
+
+
+class UnknownChoiceError(UserError, ValueError):
+    """A setting names none of its choices (a loss, network, sampler, class weighting, ... name)."""
+
+
+def closest_names(value: Any, known: Iterable[Any], limit: int = 3) -> str:
+    """A hint naming the known values closest to a misspelt ``value``: ``" (closest: 'melanoma')"``, or ``""``.
+
+    Similarity is :class:`difflib.SequenceMatcher`'s ratio (at least 0.6), case-insensitive.
+    """
+    by_lower = {str(k).lower(): str(k) for k in known}
+    close = difflib.get_close_matches(str(value).strip().lower(), list(by_lower), n=limit, cutoff=0.6)
+    return f" (closest: {', '.join(repr(by_lower[c]) for c in close)})" if close else ""
+
+
+def check_choice(value: Any, choices: Iterable[Any], what: str) -> None:
+    """Raise :class:`UnknownChoiceError` (``unknown <what> 'x'; choose one of [...] (closest: ...)``) unless
+    ``value`` is one of ``choices``: the one wording of every name a bundle override selects."""
+    choices = list(choices)
+    if value not in choices:
+        raise UnknownChoiceError(f"unknown {what} {value!r}; choose one of {choices}{closest_names(value, choices)}.")
 
 
 def data_errors_for_users(function: Callable[_P, _R]) -> Callable[_P, _R]:

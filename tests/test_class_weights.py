@@ -111,7 +111,7 @@ def test_weights_plug_into_a_loss():
         ([3, float("nan")], {}, "positive and finite"),
         ([], {}, "non-empty"),
         ([[1, 2]], {}, "non-empty 1-D"),
-        ([1, 2], {"method": "balanced"}, "method must be one of"),
+        ([1, 2], {"method": "balanced"}, "unknown class weighting method .balanced."),
         ([1, 2], {"method": "effective_number", "beta": 1.0}, r"beta must lie in \[0, 1\)"),
         ([1, 2], {"method": "effective_number", "beta": -0.1}, r"beta must lie in \[0, 1\)"),
     ],

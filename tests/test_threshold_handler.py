@@ -180,7 +180,7 @@ def test_threshold_round_trip_into_the_evaluation_transform(tmp_path):
 
 
 def test_handler_errors(tmp_path):
-    with pytest.raises(ValueError, match="method must be one of"):
+    with pytest.raises(ValueError, match="unknown threshold method"):
         ThresholdSelector(tmp_path / "m.json", method="accuracy")
     with pytest.raises(ValueError, match="needs the training class_counts"):
         ThresholdSelector(tmp_path / "m.json", method="prior_correction")

@@ -9,7 +9,11 @@ import textwrap
 
 import pytest
 
-from monai_imbalance.errors import UserError
+from monai_imbalance.data import class_weights, get_sampler
+from monai_imbalance.errors import UnknownChoiceError, UserError
+from monai_imbalance.handlers import ThresholdSelector
+from monai_imbalance.losses import get_loss
+from monai_imbalance.networks import get_network, get_segmentation_network
 from monai_imbalance.workflow import find_user_error, format_user_error
 
 SCRIPT = textwrap.dedent(
@@ -101,3 +105,22 @@ def test_an_empty_message_names_the_class(message):
         pass
 
     assert format_user_error(EmptyError(message)) == "error: EmptyError\n"
+
+
+@pytest.mark.parametrize(
+    ("build", "expected"),
+    [
+        (lambda: get_loss("lmf_oficial"), "unknown loss name 'lmf_oficial'; .* \\(closest: 'lmf_official'"),
+        (lambda: get_network("densenet12"), "unknown network 'densenet12'; .* \\(closest: 'densenet121'"),
+        (lambda: get_segmentation_network("unett"), "unknown segmentation network 'unett'; .* \\(closest: 'unet'"),
+        (lambda: get_sampler("batch_balance", [0, 1], 2), "unknown sampler 'batch_balance'; .* 'batch_balanced'"),
+        (lambda: class_weights([3, 1], method="inverse_sqr"), "unknown class weighting method .* 'inverse_sqrt'"),
+        (lambda: ThresholdSelector("m.json", method="youdenn"), "unknown threshold method 'youdenn'; .* 'youden'"),
+    ],
+)
+def test_a_misspelt_name_of_an_override_is_a_user_error_naming_the_closest(build, expected):
+    """What --loss_name, --network_name, --sampler_name, --class_weighting and --threshold_method select: a user
+    error (one line at the end of a bundle run) that is still a ValueError for callers."""
+    with pytest.raises(UnknownChoiceError, match=expected) as caught:
+        build()
+    assert isinstance(caught.value, ValueError)

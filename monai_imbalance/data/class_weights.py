@@ -22,6 +22,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from monai_imbalance.errors import check_choice
+
 __all__ = ["CLASS_WEIGHT_METHODS", "MAX_INFERRED_CLASSES", "as_class_indices", "class_counts", "class_weights"]
 
 CLASS_WEIGHT_METHODS = ("inverse", "inverse_sqrt", "effective_number")
@@ -143,8 +145,7 @@ def class_weights(
         ValueError: an unknown method, no counts, a count that is not positive and finite (a class without
             samples would get an infinite weight), or ``beta`` outside ``[0, 1)``.
     """
-    if method not in CLASS_WEIGHT_METHODS:
-        raise ValueError(f"method must be one of {CLASS_WEIGHT_METHODS}, got {method!r}")
+    check_choice(method, CLASS_WEIGHT_METHODS, "class weighting method")
     if isinstance(counts, torch.Tensor):
         counts = counts.detach().cpu().numpy()
     n = np.asarray(counts, dtype=np.float64)

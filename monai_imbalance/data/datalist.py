@@ -55,7 +55,7 @@ from typing import Any
 
 import numpy as np
 
-from monai_imbalance.errors import data_errors_for_users
+from monai_imbalance.errors import closest_names, data_errors_for_users
 from monai_imbalance.workflow import as_bool
 
 __all__ = [
@@ -164,16 +164,6 @@ def resolve_dataset_dir(dataset_dir: str | os.PathLike | None, what: str = "data
             )
         dataset_dir = env
     return Path(dataset_dir).expanduser()
-
-
-def closest_names(value: Any, known: Iterable[Any], limit: int = 3) -> str:
-    """A hint naming the known values closest to a misspelt ``value``: ``" (closest: 'melanoma')"``, or ``""``.
-
-    Similarity is :class:`difflib.SequenceMatcher`'s ratio (at least 0.6), case-insensitive.
-    """
-    by_lower = {str(k).lower(): str(k) for k in known}
-    close = difflib.get_close_matches(str(value).strip().lower(), list(by_lower), n=limit, cutoff=0.6)
-    return f" (closest: {', '.join(repr(by_lower[c]) for c in close)})" if close else ""
 
 
 def normalise_label_value(value: Any) -> str:

@@ -102,6 +102,7 @@ import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
 from monai_imbalance.data.class_weights import as_class_indices
+from monai_imbalance.errors import check_choice
 
 __all__ = ["SAMPLER_NAMES", "BatchBalancedSampler", "OverSampler", "UnderSampler", "get_sampler"]
 
@@ -378,8 +379,7 @@ def get_sampler(
     Raises:
         ValueError: an unknown name (and the sampler's own errors).
     """
-    if name not in SAMPLER_NAMES:
-        raise ValueError(f"unknown sampler {name!r}: choose one of {SAMPLER_NAMES}")
+    check_choice(name, SAMPLER_NAMES, "sampler")
     if name == "none":
         return None
     return _SAMPLERS[name](

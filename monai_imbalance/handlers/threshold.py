@@ -42,6 +42,7 @@ import torch
 from monai.handlers import from_engine
 from monai.utils import CommonKeys, IgniteInfo, evenly_divisible_all_gather, min_version, optional_import
 
+from monai_imbalance.errors import check_choice
 from monai_imbalance.handlers.epoch_handler import EpochHandler
 from monai_imbalance.metrics.classification import f1_score, needs_probabilities_message, prediction_form
 from monai_imbalance.reporting import update_metrics_json
@@ -137,8 +138,7 @@ class ThresholdSelector(EpochHandler):
         save_rank: int = 0,
         name: str | None = None,
     ) -> None:
-        if method not in THRESHOLD_METHODS:
-            raise ValueError(f"method must be one of {THRESHOLD_METHODS}, got {method!r}")
+        check_choice(method, THRESHOLD_METHODS, "threshold method")
         if method == "prior_correction" and class_counts is None:
             raise ValueError("method='prior_correction' needs the training class_counts")
         self.metrics_json = metrics_json

@@ -56,6 +56,7 @@ from typing import Any
 from monai.losses import DiceLoss
 from torch.nn.modules.loss import _Loss
 
+from monai_imbalance.errors import check_choice
 from monai_imbalance.losses._checked_monai import CheckedDiceLoss, CheckedTverskyLoss
 from monai_imbalance.losses._inputs import ClassVector
 from monai_imbalance.losses.adaptive_log import AdaptiveLogarithmicLoss
@@ -149,8 +150,7 @@ def get_loss(
         AdaptiveLogarithmicLoss(...)
     """
     key = str(name).strip().lower()
-    if key not in LOSS_NAMES:
-        raise ValueError(f"unknown loss name {name!r}; choose one of {list(LOSS_NAMES)}.")
+    check_choice(key, LOSS_NAMES, "loss name")
     if sigmoid and softmax:
         raise ValueError(f"get_loss({key!r}): sigmoid=True and softmax=True are incompatible.")
     if weight is not None and key not in _WEIGHTED:

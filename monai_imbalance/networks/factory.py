@@ -25,6 +25,7 @@ from monai.networks.nets import DenseNet121, EfficientNetBN, resnet18, resnet34,
 from monai.networks.nets.efficientnet import url_map as _efficientnet_urls
 from torch import nn
 
+from monai_imbalance.errors import check_choice
 from monai_imbalance.networks.dropout import add_dropout, find_dropout_modules
 from monai_imbalance.networks.heads import replace_with_cosine_head
 from monai_imbalance.networks.small_cnn import SmallCNN
@@ -54,8 +55,7 @@ def _canonical_name(name: str) -> str:
         raise TypeError(f"network name must be a string, got {type(name).__name__}")
     key = name.strip().lower().replace("_", "-")
     key = "small_cnn" if key == "small-cnn" else key
-    if key not in NETWORK_NAMES:
-        raise ValueError(f"unknown network {name!r}; choose one of {', '.join(NETWORK_NAMES)}")
+    check_choice(key, NETWORK_NAMES, "network")
     return key
 
 

@@ -37,6 +37,7 @@ from monai.networks.layers import Conv
 from monai.networks.nets import UNet
 from torch import nn
 
+from monai_imbalance.errors import check_choice
 from monai_imbalance.networks.focusnet import FocusNet
 
 __all__ = ["SEGMENTATION_NETWORK_NAMES", "UNetWithHead", "get_segmentation_network", "segmentation_size_divisor"]
@@ -112,8 +113,7 @@ def get_segmentation_network(
         TypeError: an argument the chosen constructor does not take (the message names the accepted ones).
     """
     key = str(name).strip().lower()
-    if key not in SEGMENTATION_NETWORK_NAMES:
-        raise ValueError(f"unknown segmentation network {name!r}; choose one of {list(SEGMENTATION_NETWORK_NAMES)}.")
+    check_choice(key, SEGMENTATION_NETWORK_NAMES, "segmentation network")
     if spatial_dims not in (2, 3):
         raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
     for arg, value in (("in_channels", in_channels), ("out_channels", out_channels)):
