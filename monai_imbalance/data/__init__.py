@@ -4,7 +4,6 @@ from .check import DataCheckError, check_datalists
 from .class_weights import as_class_indices, class_counts, class_weights
 from .csv_datalist import load_csv_datalists
 from .datalist import (
-    DATA_FORMATS,
     LABEL_MAPS,
     DatalistReport,
     Datalists,
@@ -12,6 +11,7 @@ from .datalist import (
     validate_datalist,
 )
 from .folders import KNEE_ID_PATTERN, image_folder_datalist, load_class_folder_datalists, load_knee_folder_datalists
+from .formats import DATA_FORMATS, register_format, registered_formats
 from .isic_classification import ISIC_TASK3_CLASSES, load_isic2018_task3_datalists
 from .loading import (
     available_memory_bytes,
@@ -80,6 +80,8 @@ __all__ = [
     "local_processes",
     "medmnist_url",
     "random_after_cache",
+    "register_format",
+    "registered_formats",
     "repeat_units",
     "resolve_cache_rate",
     "resolve_num_workers",

@@ -48,10 +48,12 @@ from monai_imbalance.data.datalist import (
     unique_ids,
     validate_datalist,
 )
+from monai_imbalance.data.formats import register_format
 
 __all__ = ["load_csv_datalists"]
 
 
+@register_format("csv")
 def load_csv_datalists(
     dataset_dir: str | os.PathLike | None,
     csv_file: str | os.PathLike = "datalist.csv",

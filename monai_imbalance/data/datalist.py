@@ -55,8 +55,9 @@ from typing import Any
 
 import numpy as np
 
+from monai_imbalance.data.formats import DATA_FORMATS, format_loader, registered_formats
 from monai_imbalance.errors import closest_names, data_errors_for_users
-from monai_imbalance.workflow import as_bool
+from monai_imbalance.switches import as_bool
 
 __all__ = [
     "DATA_FORMATS",
@@ -75,9 +76,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-#: Names of the data formats :func:`load_datalists` reads.
-DATA_FORMATS: tuple[str, ...] = ("medmnist", "class_folders", "knee_folders", "isic2018_task3", "csv")
 
 #: Named label maps (raw label value -> class index); each also fixes the class names (the keys of index 0..K-1).
 LABEL_MAPS: dict[str, dict[str, int]] = {
@@ -398,22 +396,6 @@ def subset_per_split(
     return out
 
 
-def _loaders() -> dict[str, Callable[..., Datalists]]:
-    # imported here: the format modules import this module for Datalists and validate_datalist
-    from monai_imbalance.data.csv_datalist import load_csv_datalists
-    from monai_imbalance.data.folders import load_class_folder_datalists, load_knee_folder_datalists
-    from monai_imbalance.data.isic_classification import load_isic2018_task3_datalists
-    from monai_imbalance.data.medmnist import load_medmnist_datalists
-
-    return {
-        "medmnist": load_medmnist_datalists,
-        "class_folders": load_class_folder_datalists,
-        "knee_folders": load_knee_folder_datalists,
-        "isic2018_task3": load_isic2018_task3_datalists,
-        "csv": load_csv_datalists,
-    }
-
-
 _SWITCHES = ("download", "progress", "require_labels", "check_sizes")
 
 
@@ -433,7 +415,7 @@ def check_format_kwargs(format: str, loader: Callable[..., Any], kwargs: Mapping
         return
     owners = [
         name
-        for name, other in _loaders().items()
+        for name, other in registered_formats().items()
         if name != format and all(k in inspect.signature(other).parameters for k in unexpected)
     ]
     belongs = f" (options of the {' / '.join(repr(o) for o in owners)} format)" if owners else ""
@@ -525,9 +507,7 @@ def load_datalists(
     """
     from monai_imbalance.data.splits import DEFAULT_SPLIT_FRACTIONS, split_by_group
 
-    loaders = _loaders()
-    if format not in loaders:
-        raise ValueError(f"unknown data format {format!r}; expected one of {list(loaders)}.")
+    loader = format_loader(format)
     splits = [str(s) for s in splits]
     if not splits:
         raise ValueError("splits must name at least one split.")
@@ -535,7 +515,6 @@ def load_datalists(
     # switches arrive from the bundle command line as strings ("--data_kwargs#download false")
     format_kwargs = {k: as_bool(v) if k in _SWITCHES else v for k, v in format_kwargs.items()}
     check_files, warn = as_bool(check_files), as_bool(warn)
-    loader = loaders[format]
     check_format_kwargs(format, loader, format_kwargs)
     takes_class_names = "class_names" in inspect.signature(loader).parameters
     if class_names is not None:

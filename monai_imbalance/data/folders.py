@@ -46,6 +46,7 @@ from monai_imbalance.data.datalist import (
     unique_ids,
     validate_datalist,
 )
+from monai_imbalance.data.formats import register_format
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -122,6 +123,7 @@ def _fields_from_name(stem: str, pattern: re.Pattern | None, path: Path) -> dict
     return {_GROUP_KEYS.get(k, k): v for k, v in match.groupdict().items() if v is not None}
 
 
+@register_format("class_folders")
 def load_class_folder_datalists(
     dataset_dir: str | os.PathLike | None,
     class_names: Sequence[str] | None = None,
@@ -208,6 +210,7 @@ def load_class_folder_datalists(
     return Datalists(result, class_names=names, source=str(root), report=report)
 
 
+@register_format("knee_folders")
 def load_knee_folder_datalists(
     dataset_dir: str | os.PathLike | None,
     class_names: Sequence[str] | None = ("0", "1", "2", "3", "4"),

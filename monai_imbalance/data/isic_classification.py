@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from monai_imbalance.data.datalist import Datalists, closest_names, resolve_dataset_dir, validate_datalist
+from monai_imbalance.data.formats import register_format
 
 __all__ = ["HAM10000_DX", "ISIC_TASK3_CLASSES", "load_isic2018_task3_datalists", "read_isic_ground_truth"]
 
@@ -158,6 +159,7 @@ def _ham10000(root: Path, image_suffix: str) -> list[dict[str, Any]] | None:
     return items
 
 
+@register_format("isic2018_task3")
 def load_isic2018_task3_datalists(
     dataset_dir: str | os.PathLike | None, image_suffix: str = ".jpg", warn: bool = True
 ) -> Datalists:

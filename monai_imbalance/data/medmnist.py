@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from monai_imbalance.data.datalist import Datalists, resolve_dataset_dir, validate_datalist
+from monai_imbalance.data.formats import register_format
 
 __all__ = [
     "MEDMNIST_BASE_URL",
@@ -337,6 +338,7 @@ def resolve_medmnist_file(
     raise FileNotFoundError(f"MedMNIST file not found: {candidate}. " + _how_to_provide(flag, size, path))
 
 
+@register_format("medmnist")
 def load_medmnist_datalists(
     dataset_dir: str | os.PathLike | None = None,
     flag: str | None = None,

@@ -37,7 +37,7 @@ from torch import nn
 
 from monai_imbalance.inferers.prefix_reuse import DEFAULT_CACHE_LIMIT_BYTES, PrefixReuse, split_at_first_dropout
 from monai_imbalance.networks.dropout import mc_dropout_mode
-from monai_imbalance.workflow.switches import as_bool
+from monai_imbalance.switches import as_bool
 
 tqdm, has_tqdm = optional_import("tqdm", name="tqdm")
 

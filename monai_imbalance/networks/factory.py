@@ -29,7 +29,7 @@ from monai_imbalance.errors import check_choice
 from monai_imbalance.networks.dropout import add_dropout, find_dropout_modules
 from monai_imbalance.networks.heads import replace_with_cosine_head
 from monai_imbalance.networks.small_cnn import SmallCNN
-from monai_imbalance.workflow import as_bool
+from monai_imbalance.switches import as_bool
 
 __all__ = ["NETWORK_NAMES", "PretrainedWeightsUnavailableError", "get_network"]
 

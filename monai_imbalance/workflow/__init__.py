@@ -5,6 +5,8 @@ Importing it inside a ``python -m monai.bundle run`` command installs the short 
 :mod:`~monai_imbalance.workflow.user_errors` (``error: <message>`` for errors the user can fix).
 """
 
+from monai_imbalance.switches import as_bool
+
 from .atomic_checkpoint import AtomicCheckpointSaver
 from .distributed import default_device, distributed_backend, global_rank, init_distributed
 from .overrides import (
@@ -31,7 +33,6 @@ from .run_folder import (
     trained_class_names,
 )
 from .run_settings import SETTINGS_KEY, record_run_settings, run_overrides
-from .switches import as_bool
 from .user_errors import find_user_error, format_user_error, install_excepthook, install_for_bundle_runs
 
 __all__ = [

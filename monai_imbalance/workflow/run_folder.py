@@ -32,8 +32,8 @@ import torch
 
 from monai_imbalance.errors import UserError
 from monai_imbalance.reporting import load_metrics_json
+from monai_imbalance.switches import as_bool
 from monai_imbalance.workflow.distributed import global_rank
-from monai_imbalance.workflow.switches import as_bool
 
 __all__ = [
     "LAST_CHECKPOINT_PREFIX",
