@@ -1,7 +1,8 @@
-"""MONAI transforms: image/array loading, mammography pre-processing, decision thresholds."""
+"""MONAI transforms: loading, intensity by the stored type, mammography pre-processing, decision thresholds."""
 
 from .batch_augment import AUGMENT_ON, BatchRandAugment, PrepareBatchAugment, augment_placement
 from .binary_mask import LoadBinaryMask, LoadBinaryMaskd, default_mask_threshold, mask_picture_to_8bit
+from .intensity import INTENSITY_RULES, NonFinitePixelsError, ScaleIntensityByType, ScaleIntensityByTyped
 from .io import LoadImageOrArray, LoadImageOrArrayd, PictureReader
 from .mammography import MammogramIntensity, MammogramIntensityd, ResizeLongestPad, ResizeLongestPadd
 from .threshold import (
@@ -15,6 +16,7 @@ from .threshold import (
 
 __all__ = [
     "AUGMENT_ON",
+    "INTENSITY_RULES",
     "ApplyThreshold",
     "ApplyThresholdd",
     "BatchRandAugment",
@@ -24,10 +26,13 @@ __all__ = [
     "LoadImageOrArrayd",
     "MammogramIntensity",
     "MammogramIntensityd",
+    "NonFinitePixelsError",
     "PictureReader",
     "PrepareBatchAugment",
     "ResizeLongestPad",
     "ResizeLongestPadd",
+    "ScaleIntensityByType",
+    "ScaleIntensityByTyped",
     "augment_placement",
     "class_priors",
     "default_mask_threshold",

@@ -54,7 +54,7 @@ from monai.data import MetaTensor
 from monai.data.utils import is_supported_format
 from monai.transforms import LoadImage, MapTransform, Transform
 
-from .io import PICTURE_SUFFIXES, LoadImageOrArray, PictureReader
+from .io import PICTURE_SUFFIXES, STORED_INTENSITY, LoadImageOrArray, PictureReader
 
 __all__ = ["LoadBinaryMask", "LoadBinaryMaskd", "default_mask_threshold", "mask_picture_to_8bit"]
 
@@ -171,6 +171,8 @@ class LoadBinaryMask(Transform):
             raise ValueError("no mask given: expected a mask path or array, or a non-empty sequence of them.")
         union = self._foreground(sources[0])
         meta = dict(union.meta) if isinstance(union, MetaTensor) else {}
+        for key in (STORED_INTENSITY, "stored_dtype"):  # how the image's intensities scale: not a mask's concern
+            meta.pop(key, None)
         union = union.as_tensor() if isinstance(union, MetaTensor) else union
         for source in sources[1:]:
             other = self._foreground(source)

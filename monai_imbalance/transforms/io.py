@@ -30,6 +30,12 @@ Channels:
     (alpha dropped), so grey and colour sources can feed one network.
 
 Metadata:
+    ``img.meta["stored_intensity"]`` records what the file (or array) stores, for
+    :class:`monai_imbalance.transforms.ScaleIntensityByType`: the numpy data type of the pixels as stored
+    (``"uint8"``, ``"uint16"``, ``"float32"``, ...), the value range that type (for DICOM: its Bits Stored, after
+    Rescale Slope / Intercept) can hold, the DICOM window and whether it is ``MONOCHROME1``; see
+    :func:`stored_intensity`. The output dtype (``float32``) no longer tells a 16-bit image from an 8-bit one.
+
     DICOM files are read with ``PydicomReader(prune_metadata=False)``; the full DICOM header then sits in
     ``img.meta`` under MONAI's JSON keys (8 hex digits, e.g. ``"00280004"`` = PhotometricInterpretation,
     ``"00281050"`` = WindowCenter) only when ``dicom_tags=True`` (needed by
@@ -47,6 +53,7 @@ Example (any data format of :func:`monai_imbalance.data.load_datalists`)::
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from collections.abc import Hashable, Mapping, Sequence
@@ -63,10 +70,12 @@ from monai.utils import ensure_tuple_rep
 
 __all__ = [
     "PICTURE_SUFFIXES",
+    "STORED_INTENSITY",
     "LoadImageOrArray",
     "LoadImageOrArrayd",
     "PictureReader",
     "convert_channels",
+    "stored_intensity",
     "strip_dicom_tags",
 ]
 
@@ -76,6 +85,10 @@ PICTURE_SUFFIXES: tuple[str, ...] = ("png", "jpg", "jpeg", "bmp", "tif", "tiff",
 #: Suffixes of files that MONAI's ``NibabelReader`` / ``NumpyReader`` read.
 _NIFTI_SUFFIXES = ("nii", "nii.gz")
 _NUMPY_SUFFIXES = ("npy", "npz")
+
+#: The meta dict key of :func:`stored_intensity`'s record.
+STORED_INTENSITY = "stored_intensity"
+_STORED_DTYPE = "stored_dtype"  # set by the readers below, consumed by stored_intensity
 
 _DICOM_TAG_KEY = re.compile(r"^[0-9A-Fa-f]{8}$")
 _LUMA_WEIGHTS = (0.299, 0.587, 0.114)
@@ -121,11 +134,93 @@ class PictureReader(PILReader):
         """MONAI's ``PILReader.get_data`` with a writable array: ``numpy.asarray`` of a Pillow image is read-only,
         and a tensor sharing that memory would be undefined to write (PyTorch warns); the copy is made only then."""
         data, meta = super().get_data(img)
+        meta[_STORED_DTYPE] = data.dtype.name
+        if data.dtype == np.int32 and meta.get("format") == "PNG":  # a 16-bit PNG that Pillow opened as "I"
+            meta[_STORED_DTYPE] = "uint16"
         return np.require(data, requirements="W"), meta
 
     def _get_spatial_shape(self, img) -> np.ndarray:
         # MONAI reports (width, height) even when the axes are not reversed; report the array's own order
         return np.asarray((img.width, img.height) if self.reverse_indexing else (img.height, img.width))
+
+
+class _NumpyReader(NumpyReader):
+    """MONAI's ``NumpyReader`` that records the stored dtype (``LoadImage`` casts the data afterwards)."""
+
+    def get_data(self, img) -> tuple[np.ndarray, dict]:
+        data, meta = super().get_data(img)
+        meta[_STORED_DTYPE] = np.asarray(data).dtype.name
+        return data, meta
+
+
+class _NibabelReader(NibabelReader):
+    """MONAI's ``NibabelReader`` that records the dtype of the data it returns (scaled by the header's
+    ``scl_slope`` / ``scl_inter`` when set: then float)."""
+
+    def get_data(self, img) -> tuple[np.ndarray, dict]:
+        data, meta = super().get_data(img)
+        meta[_STORED_DTYPE] = np.asarray(data).dtype.name
+        return data, meta
+
+
+def _dicom_value(meta: Mapping, tag: str) -> Any:
+    element = meta.get(tag)
+    values = element.get("Value") if isinstance(element, Mapping) else None
+    return values[0] if values else None
+
+
+def _dtype_range(dtype: np.dtype) -> tuple[float, float]:
+    if dtype == np.bool_:
+        return 0.0, 1.0
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return float(info.min), float(info.max)
+    return math.nan, math.nan
+
+
+def stored_intensity(meta: Mapping, dtype: str | np.dtype | None = None) -> dict[str, Any]:
+    """What a file (or array) stores, from its reader's meta dict: the record of ``meta["stored_intensity"]``.
+
+    Returns ``{"dtype": str, "range": (lo, hi), "window": (center, width), "window_function": str,
+    "monochrome1": bool}`` with
+
+    - ``range``: the values the stored type can hold: ``(0, 255)`` for ``uint8``, ``(0, 65535)`` for ``uint16``,
+      ``iinfo`` for other integers, ``(0, 1)`` for booleans, ``(nan, nan)`` for floating point; for DICOM
+      (a meta dict with Bits Stored (0028,0101)) ``[0, 2^b - 1]``, or ``[-2^(b-1), 2^(b-1) - 1]`` when Pixel
+      Representation (0028,0103) is 1, mapped by Rescale Slope (0028,1053) / Intercept (0028,1052);
+    - ``window``: a DICOM file's first Window Center / Width (0028,1050/1051), else ``(nan, nan)``, and its
+      VOI LUT Function (0028,1056; ``""`` when absent);
+    - ``monochrome1``: Photometric Interpretation (0028,0004) is ``MONOCHROME1``.
+
+    Args:
+        meta: the reader's meta dict (DICOM tags under their 8-hex-digit keys, as ``PydicomReader`` gives them).
+        dtype: the stored dtype, for arrays and files whose reader does not record it.
+    """
+    name = str(np.dtype(dtype)) if dtype is not None else str(meta.get(_STORED_DTYPE, "float32"))
+    lo, hi = _dtype_range(np.dtype(name))
+    window = (math.nan, math.nan)
+    function = ""
+    bits = _dicom_value(meta, "00280101")
+    if bits is not None:
+        bits = int(bits)
+        signed = int(_dicom_value(meta, "00280103") or 0) == 1
+        lo, hi = (-(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1) if signed else (0.0, 2.0**bits - 1)
+        slope = float(_dicom_value(meta, "00281053") or 1.0)
+        intercept = float(_dicom_value(meta, "00281052") or 0.0)
+        lo, hi = sorted((slope * lo + intercept, slope * hi + intercept))
+        name = f"{'int' if signed else 'uint'}{bits} (DICOM Bits Stored)"
+        center, width = _dicom_value(meta, "00281050"), _dicom_value(meta, "00281051")
+        if center is not None and width is not None:
+            window = (float(center), float(width))
+            function = str(_dicom_value(meta, "00281056") or "")
+    photometric = str(_dicom_value(meta, "00280004") or "").strip().upper()
+    return {
+        "dtype": name,
+        "range": (lo, hi),
+        "window": window,
+        "window_function": function,
+        "monochrome1": photometric == "MONOCHROME1",
+    }
 
 
 def strip_dicom_tags(meta: dict) -> dict:
@@ -212,8 +307,8 @@ class LoadImageOrArray(Transform):
         # readers are tried from last to first; the DICOM reader accepts any suffix, so it comes first (tried last)
         readers = [
             PydicomReader(swap_ij=self.reverse_indexing, prune_metadata=False),
-            NumpyReader(),
-            NibabelReader(),
+            _NumpyReader(),
+            _NibabelReader(),
             PictureReader(draft_size=draft_size, reverse_indexing=self.reverse_indexing),
         ]
         self.loader = LoadImage(reader=readers, image_only=True, dtype=dtype, ensure_channel_first=True)
@@ -243,8 +338,11 @@ class LoadImageOrArray(Transform):
                 img = self.loader(path)
         except Exception as e:
             raise ValueError(f"cannot read image file {path}: {type(e).__name__}: {e}") from e
-        if isinstance(img, MetaTensor) and not self.dicom_tags:
-            strip_dicom_tags(img.meta)
+        if isinstance(img, MetaTensor):
+            img.meta[STORED_INTENSITY] = stored_intensity(img.meta)
+            img.meta.pop(_STORED_DTYPE, None)
+            if not self.dicom_tags:
+                strip_dicom_tags(img.meta)
         return img
 
     def _from_array(self, array: np.ndarray | torch.Tensor) -> MetaTensor:
@@ -271,6 +369,7 @@ class LoadImageOrArray(Transform):
             "spatial_shape": np.asarray(arr.shape[1:]),
             "original_channel_dim": 0,
             "filename_or_obj": "",
+            STORED_INTENSITY: stored_intensity({}, dtype=arr.dtype),
         }
         return MetaTensor(tensor, meta=meta)
 
