@@ -8,6 +8,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 from bundle_runner import parse_bundle, quick_run_overrides, run_bundle_in_process
 from monai.transforms import Compose
 from PIL import Image
@@ -137,3 +138,29 @@ def test_nuclei_masks_with_background_stored_as_one(tmp_path, shared_data):
     with pytest.warns(UserWarning, match="implausible mask: 100%"):
         label = Compose(parser.get_parsed_content("preprocessing"))(item)["label"]
     assert float(label.mean()) == 1.0
+
+
+def test_a_nan_loss_stops_the_run_at_once_in_one_line(tmp_path, shared_data):
+    """Issue 19 (Why 3): a loss that turns NaN (here: NaN weights from the start of epoch 2) stops at that
+    iteration, naming the epoch, the iteration and the last good checkpoint (epoch 1's), instead of failing at
+    validation hundreds of lines later; no checkpoint of the NaN epoch is written."""
+    from bundle_runner import tiny_dermamnist_overrides
+    from ignite.engine import Events
+
+    def poison_at_epoch_2(parser):
+        network = parser.get_parsed_content("network")
+
+        def poison(engine):
+            with torch.no_grad():
+                next(network.parameters()).fill_(float("nan"))
+
+        parser.get_parsed_content("train#trainer").add_event_handler(Events.EPOCH_STARTED(once=2), poison)
+
+    args = tiny_dermamnist_overrides(tmp_path, shared_data, num_epochs=3, loss_name="ce")
+    result = run_bundle_in_process(SKIN, ["train"], args, expect_failure=True, before_run=poison_at_epoch_2)
+    error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert re.search(r"the training loss is nan at epoch 2, iteration 1 of \d+ \(iteration \d+ overall\)", error[0])
+    last = tmp_path / "models" / "last_checkpoint_epoch=1.pt"
+    assert f"the last good checkpoint is {last}" in error[0]
+    assert sorted(p.name for p in (tmp_path / "models").glob("last_checkpoint_epoch=*.pt")) == [last.name]

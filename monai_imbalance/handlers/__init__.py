@@ -1,10 +1,11 @@
-"""Ignite handlers: metric reports, TensorBoard figures, deferred re-weighting."""
+"""Ignite handlers: metric reports, TensorBoard figures, deferred re-weighting, a stop at a non-finite loss."""
 
 from .classification_metric import BalancedAccuracy, ClassificationScore, MacroF1
 from .classification_report import ClassificationReportHandler, plot_confusion_matrix
 from .classification_tensorboard import ClassificationTensorBoard, plot_roc_curves, roc_curve
 from .deferred_reweighting import DeferredReweighting
 from .metrics_report import MetricsReportHandler
+from .non_finite_loss import NonFiniteLossError, StopOnNonFiniteLoss
 from .prediction_csv import PredictionCSVWriter, mc_dropout_uncertainty
 from .repeatability import RepeatabilityHandler
 from .segmentation_figures import SegmentationFiguresHandler, plot_segmentation_overlays
@@ -22,10 +23,12 @@ __all__ = [
     "LazySummaryWriter",
     "MacroF1",
     "MetricsReportHandler",
+    "NonFiniteLossError",
     "PredictionCSVWriter",
     "RepeatabilityHandler",
     "SegmentationFiguresHandler",
     "SegmentationMaskWriter",
+    "StopOnNonFiniteLoss",
     "TensorBoardMetrics",
     "ThresholdSelector",
     "mc_dropout_uncertainty",
