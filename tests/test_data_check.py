@@ -8,6 +8,7 @@ from dicom_helpers import write_dicom
 from PIL import Image
 
 from monai_imbalance.data import DataCheckError, check_datalists, load_datalists
+from monai_imbalance.data.check import check_image_file
 from monai_imbalance.errors import UserError
 
 
@@ -112,3 +113,52 @@ def test_check_files_false_skips_the_file_reads(tmp_path):
     with pytest.raises(DataCheckError) as info:
         check_datalists(datalists, class_names=["a", "b"], check_files=False)
     assert len(info.value.problems) == 1 and "unknown label value 5" in info.value.problems[0]
+
+
+def _cut(path, keep):
+    data = path.read_bytes()
+    path.write_bytes(data[: keep(len(data))])
+    return path
+
+
+def test_cut_off_pixel_data_is_found_without_decoding(tmp_path):
+    """Issue 19: a DICOM with half its pixel data passed the check and failed 150 lines later; PNG, JPEG and TIFF
+    cut off in their pixel data are found too, and whole files of each format pass."""
+    rng = np.random.default_rng(0)
+    picture = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    whole = {
+        "dicom": write_dicom(tmp_path / "whole.dcm", rng.integers(0, 4095, (32, 40)).astype(np.uint16)),
+        "png": tmp_path / "whole.png",
+        "jpeg": tmp_path / "whole.jpg",
+        "tiff": tmp_path / "whole.tif",
+    }
+    Image.fromarray(picture).save(whole["png"])
+    Image.fromarray(picture).save(whole["jpeg"])
+    Image.fromarray(rng.integers(0, 65535, (48, 64)).astype(np.uint16)).save(whole["tiff"])
+    for path in whole.values():
+        assert check_image_file(path) is None, path
+    cut = {}
+    for name, path in whole.items():
+        copy = tmp_path / f"cut_{path.name}"
+        copy.write_bytes(path.read_bytes())
+        cut[name] = _cut(copy, lambda n: n - 32 * 40) if name == "dicom" else _cut(copy, lambda n: n // 2)
+    assert check_image_file(cut["dicom"]) == (
+        f"truncated DICOM file {cut['dicom']}: 1280 of the 2560 bytes of pixel data its header declares "
+        "(32 x 40 x 1 samples x 1 frame(s) x 16 bits)"
+    )
+    assert "Truncated File Read" in check_image_file(cut["png"])
+    assert check_image_file(cut["jpeg"]).startswith(f"truncated JPEG file {cut['jpeg']}: image file is truncated")
+    assert check_image_file(cut["tiff"]).startswith(f"truncated TIFF file {cut['tiff']}: its pixel data end at byte")
+    # a JPEG with bytes after its end-of-image marker is whole: decoded to make sure, and passed
+    trailing = tmp_path / "trailing.jpg"
+    trailing.write_bytes(whole["jpeg"].read_bytes() + b"camera maker notes")
+    assert check_image_file(trailing) is None
+    # a DICOM header without any pixel data
+    header_only = tmp_path / "header_only.dcm"
+    header_only.write_bytes(whole["dicom"].read_bytes()[: whole["dicom"].stat().st_size - 2560 - 12])
+    assert "without pixel data" in check_image_file(header_only)
+    # all of them in one check, each named
+    items = [{"image": str(p), "label": 0, "id": n} for n, p in cut.items()]
+    with pytest.raises(DataCheckError) as info:
+        check_datalists({"train": items, "val": [{"image": str(whole["png"]), "label": 0}]}, class_names=["a"])
+    assert len(info.value.problems) == 4

@@ -15,7 +15,9 @@ What is checked, per split and item:
 - every key of ``keys`` is present;
 - a path (or a list of paths, e.g. the instance masks of one nucleus image) names a readable file,
   read at header level only: Pillow ``Image.open`` + ``verify()`` for PNG, JPEG, BMP, GIF and TIFF (no
-  pixel decoding), ``pydicom.dcmread(stop_before_pixels=True)`` for DICOM (any other suffix),
+  pixel decoding), ``pydicom.dcmread(stop_before_pixels=True)`` for DICOM (any other suffix); a file cut off
+  in its pixel data (PNG checksums, JPEG end marker, TIFF strip ends, DICOM pixel data length) is found
+  without decoding it (:func:`check_image_file`);
   ``nibabel.load`` (header and lazy data proxy) for NIfTI, ``numpy.load(mmap_mode="r")`` / the
   archive's member list for ``.npy`` / ``.npz``;
 - an array is at least 2-D;
@@ -37,8 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from monai_imbalance.data.datalist import closest_names
-from monai_imbalance.errors import UserError
+from monai_imbalance.errors import UserError, closest_names
 
 __all__ = ["DataCheckError", "check_datalists", "check_image_file"]
 
@@ -72,7 +73,14 @@ class DataCheckError(UserError, ValueError):
 
 
 def check_image_file(path: str | os.PathLike) -> str | None:
-    """Read the header of one image file; ``None`` when readable, else what is wrong (one sentence)."""
+    """Read the header of one image file; ``None`` when readable, else what is wrong (one sentence).
+
+    Besides the header, a cut-off file is found without decoding it: a PNG through its chunk checksums
+    (Pillow's ``verify``), a JPEG by its end-of-image marker (only a file without one is decoded, to confirm), a
+    TIFF by its strips' offsets and sizes against the file size, a DICOM by the length of its pixel data
+    (native transfer syntaxes: rows x columns x samples x frames x bits allocated; compressed ones: the closing
+    sequence delimiter) against the bytes left in the file.
+    """
     path = Path(path)
     if not path.is_file():
         return f"file not found: {path}"
@@ -81,11 +89,8 @@ def check_image_file(path: str | os.PathLike) -> str | None:
     name = path.name.lower()
     try:
         if name.endswith(_PICTURE_SUFFIXES):
-            from PIL import Image
-
-            with Image.open(path) as img:
-                img.verify()  # structure and checksums, without decoding the pixels
-        elif name.endswith(_NIFTI_SUFFIXES):
+            return _picture_problem(path)
+        if name.endswith(_NIFTI_SUFFIXES):
             import nibabel
 
             nibabel.load(path)
@@ -97,15 +102,82 @@ def check_image_file(path: str | os.PathLike) -> str | None:
                 if bad is not None:
                     return f"corrupt member {bad!r} in {path}"
         else:  # DICOM, with or without a suffix (the reader of LoadImageOrArray for any other file)
-            import pydicom
-
-            with warnings.catch_warnings():  # a damaged file warns before it fails; the failure is reported
-                warnings.simplefilter("ignore")
-                ds = pydicom.dcmread(path, stop_before_pixels=True)
-            if "Rows" not in ds or "Columns" not in ds:
-                return f"DICOM file without an image (no Rows/Columns): {path}"
+            return _dicom_problem(path)
     except Exception as e:
         return f"unreadable file {path}: {type(e).__name__}: {e}"
+    return None
+
+
+def _picture_problem(path: Path) -> str | None:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        image_format = img.format
+        if image_format == "TIFF":
+            ends = [int(o) + int(n) for o, n in zip(*_tiff_strips(img), strict=False)]
+            if ends and max(ends) > path.stat().st_size:
+                return (
+                    f"truncated TIFF file {path}: its pixel data end at byte {max(ends)} but the file has "
+                    f"{path.stat().st_size} bytes"
+                )
+        img.verify()  # structure and checksums (a cut-off PNG fails here), without decoding the pixels
+    if image_format == "JPEG":
+        with open(path, "rb") as f:
+            f.seek(max(0, path.stat().st_size - 64))
+            tail = f.read().rstrip(b"\x00")
+        if not tail.endswith(b"\xff\xd9"):  # no end-of-image marker: decode to tell a cut-off file from trailing data
+            with Image.open(path) as img:
+                try:
+                    img.load()
+                except OSError as e:
+                    return f"truncated JPEG file {path}: {e}"
+    return None
+
+
+def _tiff_strips(img: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The (offsets, byte counts) of a TIFF's strips or tiles (tags 273/279 or 324/325)."""
+    tags = img.tag_v2
+    for offsets, counts in ((273, 279), (324, 325)):
+        if offsets in tags and counts in tags:
+            return tuple(tags[offsets]), tuple(tags[counts])
+    return (), ()
+
+
+#: The DICOM Sequence Delimitation Item that closes encapsulated (compressed) pixel data, little endian.
+_SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+
+
+def _dicom_problem(path: Path) -> str | None:
+    import pydicom
+
+    with open(path, "rb") as f, warnings.catch_warnings():  # a damaged file warns before it fails; reported
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        pixels_at = f.tell()  # the reader stops at the pixel data element
+    if "Rows" not in ds or "Columns" not in ds:
+        return f"DICOM file without an image (no Rows/Columns): {path}"
+    size = path.stat().st_size
+    if size <= pixels_at:
+        return f"DICOM file without pixel data (the file ends after its header): {path}"
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is not None and syntax.is_compressed:
+        with open(path, "rb") as f:
+            f.seek(max(0, size - 64))
+            tail = f.read()
+        if _SEQUENCE_DELIMITER not in tail:
+            return f"truncated DICOM file {path}: its compressed pixel data are not closed (the file is cut off)"
+        return None
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    bits = int(ds.get("BitsAllocated", 16) or 16)
+    expected = (int(ds.Rows) * int(ds.Columns) * samples * frames * bits + 7) // 8
+    element_header = 8 if syntax is not None and syntax.is_implicit_VR else 12
+    present = size - pixels_at - element_header
+    if present < expected:
+        return (
+            f"truncated DICOM file {path}: {max(present, 0)} of the {expected} bytes of pixel data its header "
+            f"declares ({ds.Rows} x {ds.Columns} x {samples} samples x {frames} frame(s) x {bits} bits)"
+        )
     return None
 
 
