@@ -113,7 +113,7 @@ def test_load_datalists_errors_are_user_errors_that_keep_their_builtin_type(dens
     options = {"csv_file": "bad.csv", "label_map": "birads_density", "splits": ("train",)}
     with pytest.raises(DataError, match=r"bad\.csv.*'Z'") as raised:
         load_datalists("csv", density_csv, **options)
-    assert isinstance(raised.value, (UserError, ValueError)) and isinstance(raised.value.__cause__, ValueError)
+    assert isinstance(raised.value, UserError) and isinstance(raised.value, ValueError)
     with pytest.raises(DataNotFoundError) as missing:
         load_datalists("csv", density_csv / "nowhere", **options)
     assert isinstance(missing.value, (UserError, FileNotFoundError))

@@ -47,7 +47,7 @@ def test_validate_errors_name_the_item_file_and_value(images, tmp_path):
         validate_datalist([{"image": images[0], "label": 0, "id": "x"}, {"image": images[1], "label": 0, "id": "x"}])
     with pytest.raises(ValueError, match="'train' split has no items"):
         validate_datalist({"train": [], "val": [{"image": images[0], "label": 0}]})
-    with pytest.raises(TypeError, match="path or an array"):
+    with pytest.raises(ValueError, match="path or an array"):
         validate_datalist([{"image": 5, "label": 0}])
 
 

@@ -30,6 +30,7 @@ stat-ed), keeping the cheap label and split checks.
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 import zipfile
@@ -39,9 +40,17 @@ from typing import Any
 
 import numpy as np
 
-from monai_imbalance.errors import UserError, closest_names
+from monai_imbalance.errors import DataError, DataNotFoundError, closest_names
 
-__all__ = ["DataCheckError", "check_datalists", "check_image_file"]
+__all__ = [
+    "DataCheckError",
+    "DataFilesNotFoundError",
+    "check_datalists",
+    "check_image_file",
+    "label_value_problem",
+    "non_finite_items",
+    "raise_problems",
+]
 
 _PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
 _NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -55,7 +64,7 @@ SPLIT_HINT = (
 )
 
 
-class DataCheckError(UserError, ValueError):
+class DataCheckError(DataError):
     """The data do not match what training needs; the message lists the first problems and their count.
 
     Attributes:
@@ -70,6 +79,62 @@ class DataCheckError(UserError, ValueError):
         if more:
             lines.append(f"  ... and {more} more (DataCheckError.problems holds them all)")
         super().__init__("\n".join(lines))
+
+
+class DataFilesNotFoundError(DataCheckError, DataNotFoundError):
+    """Every problem found is a file that does not exist (also a ``FileNotFoundError``, for callers that catch it)."""
+
+
+def raise_problems(problems: Sequence[str], *, missing_files: int = 0, max_shown: int = 10) -> None:
+    """Raise every problem of a data source at once, or nothing when ``problems`` is empty.
+
+    The data loaders gather their problems (rows of a CSV, items of an npz) instead of stopping at the first, so
+    that an unknown label cannot hide a missing image. ``missing_files``: how many of ``problems`` are files that
+    do not exist; when that is all of them the error is a :class:`DataFilesNotFoundError`.
+
+    Raises:
+        DataCheckError: the first ``max_shown`` problems in the message, their count, all in ``.problems``.
+    """
+    if not problems:
+        return
+    error = DataFilesNotFoundError if missing_files == len(problems) else DataCheckError
+    raise error(problems, max_shown=max_shown)
+
+
+def label_value_problem(value: Any) -> str | None:
+    """Why a numeric label value cannot be a class index (NaN, infinite, not whole, negative), else ``None``.
+
+    ``1.7`` is *not* read as class 1 (``int()`` would truncate it without a word).
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return None
+    number = float(value)
+    if math.isnan(number):
+        return "is missing (NaN)"
+    if math.isinf(number):
+        return "is infinite"
+    if not number.is_integer():
+        return "is not a whole number (a class index is 0, 1, 2, ...)"
+    if number < 0:
+        return "is negative (a class index is 0, 1, 2, ...)"
+    return None
+
+
+def non_finite_items(images: np.ndarray) -> list[int]:
+    """Indices ``i`` of an ``(N, ...)`` array whose ``images[i]`` holds a NaN or infinite value (none for integers).
+
+    Reads floating-point arrays in chunks of at most about 64 MB, so a large array is not copied whole.
+    """
+    images = np.asarray(images)
+    if not np.issubdtype(images.dtype, np.inexact) or images.size == 0:
+        return []
+    per_item = max(1, images[0].size * images.itemsize)
+    chunk = max(1, (64 << 20) // per_item)
+    bad: list[int] = []
+    for start in range(0, len(images), chunk):
+        block = images[start : start + chunk].reshape(min(chunk, len(images) - start), -1)
+        bad.extend(start + int(i) for i in np.flatnonzero(~np.isfinite(block).all(axis=1)))
+    return bad
 
 
 def check_image_file(path: str | os.PathLike) -> str | None:
@@ -193,6 +258,9 @@ def _check_label(value: Any, class_names: list[str] | None, where: str) -> str |
     if class_names is None:
         return None
     k = len(class_names)
+    why = label_value_problem(value)
+    if why is not None:
+        return f"{where}: label {value!r} {why}; the {k} classes {class_names} take the labels 0..{k - 1}"
     if _is_integral(value):
         if 0 <= int(value) < k:
             return None

@@ -37,6 +37,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from monai_imbalance.data.check import label_value_problem, raise_problems
 from monai_imbalance.data.datalist import (
     SPLIT_ALIASES,
     Datalists,
@@ -51,6 +52,15 @@ from monai_imbalance.data.datalist import (
 from monai_imbalance.data.formats import register_format
 
 __all__ = ["load_csv_datalists"]
+
+
+def _is_number(text: str) -> bool:
+    """Whether a label cell reads as a number (``2``, ``1.7``, ``nan``, ``inf``, ``1e3``)."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 @register_format("csv")
@@ -93,9 +103,13 @@ def load_csv_datalists(
         ...extra columns]}``.
 
     Raises:
-        FileNotFoundError: the CSV or an image file is missing (names the file and the CSV row).
-        ValueError: a missing column (named), an empty required cell, an unknown label or split value (names
-            the row, the file and the value), or an empty CSV.
+        FileNotFoundError: the CSV is missing.
+        ValueError: a missing column (named) or an empty CSV.
+        DataCheckError: (a ``ValueError``) every problem of the rows at once, each naming the line, the file
+            and the value: an image file that does not exist, an empty image or label cell, an unknown label, a
+            numeric label that is not a whole class index (``1.7``, ``nan``, ``-1``), an empty required cell,
+            an unknown split value (the first 10 in the message, all in ``.problems``); a
+            ``DataFilesNotFoundError`` (also a ``FileNotFoundError``) when all are missing image files.
     """
     base = resolve_dataset_dir(dataset_dir, "CSV datalist")
     if base.is_file():
@@ -117,14 +131,18 @@ def load_csv_datalists(
     if not rows:
         raise ValueError(f"{csv_path} has a header but no rows.")
 
+    problems: list[str] = []
+    missing_files = 0
     if mapping is None:
         raw = [normalise_label_value(r[label_column]) for r in rows]
-        if all(v.lstrip("+-").isdigit() for v in raw):
-            k = max(int(v) for v in raw) + 1
+        present = [v for v in raw if v]
+        if present and all(_is_number(v) for v in present):  # a numeric column: whole class indices 0..K-1
+            whole = [int(float(v)) for v in present if label_value_problem(float(v)) is None]
+            k = max(whole, default=-1) + 1
             names = [str(i) for i in range(k)]
             mapping = {str(i): i for i in range(k)}
         else:
-            names = natural_sorted(set(raw))
+            names = natural_sorted(set(present))
             mapping = {n: i for i, n in enumerate(names)}
     assert names is not None
 
@@ -134,20 +152,40 @@ def load_csv_datalists(
         where = f"{csv_path}, line {line}"
         image = row[image_column]
         if not image:
-            raise ValueError(f"{where}: empty {image_column!r} cell.")
+            problems.append(f"{where}: empty {image_column!r} cell.")
+            continue
         path = Path(image).expanduser()
         path = path if path.is_absolute() else base / path
         if check_files and not path.is_file():
-            raise FileNotFoundError(f"image file not found: {path} ({where}).")
+            problems.append(f"image file not found: {path} ({where}).")
+            missing_files += 1
         raw_label = normalise_label_value(row[label_column])
-        if raw_label not in mapping:
-            raise ValueError(
+        number_problem = label_value_problem(float(raw_label)) if _is_number(raw_label) else None
+        if not raw_label:
+            problems.append(f"{where} ({path}): empty label cell in column {label_column!r}.")
+        elif raw_label not in mapping and number_problem is not None:
+            problems.append(
+                f"{where} ({path}): label {row[label_column]!r} in column {label_column!r} {number_problem}."
+            )
+        elif raw_label not in mapping:
+            problems.append(
                 f"{where} ({path}): unknown label value {row[label_column]!r} in column {label_column!r}; "
                 f"known values: {sorted(mapping)}{closest_names(raw_label, mapping)}."
             )
         for column in required_columns:
             if not row[column]:
-                raise ValueError(f"{where} ({path}): empty value in required column {column!r}.")
+                problems.append(f"{where} ({path}): empty value in required column {column!r}.")
+        split = "all"
+        if split_column in columns:
+            value = row[split_column].lower()
+            if value not in SPLIT_ALIASES:
+                problems.append(
+                    f"{where} ({path}): unknown split value {row[split_column]!r}; "
+                    f"expected one of {sorted(SPLIT_ALIASES)}."
+                )
+            split = SPLIT_ALIASES.get(value, "all")
+        if raw_label not in mapping:
+            continue
         item: dict[str, Any] = {"image": str(path), "label": mapping[raw_label]}
         for column, key in optional.items():
             if column in columns:  # every item gets the key (empty when the cell is), so items batch together
@@ -156,16 +194,8 @@ def load_csv_datalists(
             item[column] = row[column]
         if id_column in columns and row[id_column]:
             item["id"] = row[id_column]
-        split = "all"
-        if split_column in columns:
-            value = row[split_column].lower()
-            if value not in SPLIT_ALIASES:
-                raise ValueError(
-                    f"{where} ({path}): unknown split value {row[split_column]!r}; "
-                    f"expected one of {sorted(SPLIT_ALIASES)}."
-                )
-            split = SPLIT_ALIASES[value]
         rows_out.append((split, item, path))
+    raise_problems(problems, missing_files=missing_files)
 
     pools: dict[str, list[dict[str, Any]]] = {}
     for (split, item, _), default_id in zip(rows_out, unique_ids([r[2] for r in rows_out], base=base), strict=True):

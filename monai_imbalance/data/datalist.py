@@ -55,6 +55,7 @@ from typing import Any
 
 import numpy as np
 
+from monai_imbalance.data.check import label_value_problem, raise_problems
 from monai_imbalance.data.formats import DATA_FORMATS, format_loader, registered_formats
 from monai_imbalance.errors import closest_names, data_errors_for_users
 from monai_imbalance.switches import as_bool
@@ -272,10 +273,11 @@ def validate_datalist(
         :class:`DatalistReport`.
 
     Raises:
-        ValueError: a malformed item, an unknown label value (names the item and the value), duplicate ids,
-            or a training split without any item.
-        FileNotFoundError: an image file that does not exist (names the file).
-        TypeError: an image that is neither a path nor an array.
+        DataCheckError: (a ``ValueError``) every malformed item, unknown, non-integral or NaN label value (names
+            the item and the value), duplicate id and image that is neither a path nor an array, all at once
+            (the first 10 in the message); a ``DataFilesNotFoundError`` (also a ``FileNotFoundError``) when all
+            of them are image files that do not exist.
+        ValueError: a training split without any item.
     """
     if isinstance(datalists, Mapping):
         splits = {str(k): list(v) for k, v in datalists.items()}
@@ -293,6 +295,8 @@ def validate_datalist(
 
     report = DatalistReport(class_names=names)
     patient_splits: dict[str, set[str]] = defaultdict(set)
+    problems: list[str] = []
+    missing_files = 0
     for split, items in splits.items():
         counts = [0] * k
         seen_ids: dict[str, int] = {}
@@ -301,29 +305,35 @@ def validate_datalist(
             if isinstance(item, Mapping) and item.get("id") not in (None, ""):
                 where = f"{where} (id {item['id']!r})"
             if not isinstance(item, Mapping):
-                raise ValueError(f"{where}: expected a dict, got {type(item).__name__}.")
+                problems.append(f"{where}: expected a dict, got {type(item).__name__}.")
+                continue
             missing = [key for key in required_keys if key not in item]
             if missing:
-                raise ValueError(f"{where}: missing key(s) {missing}.")
+                problems.append(f"{where}: missing key(s) {missing}.")
             image = item.get("image")
             if isinstance(image, (str, os.PathLike)):
                 if check_files and not Path(image).is_file():
-                    raise FileNotFoundError(f"image file not found: {image} ({where}).")
+                    problems.append(f"image file not found: {image} ({where}).")
+                    missing_files += 1
                 where = f"{where} ({image})"
             elif image is not None and not isinstance(image, np.ndarray) and not hasattr(image, "shape"):
-                raise TypeError(f"{where}: image must be a path or an array, got {type(image).__name__}.")
+                problems.append(f"{where}: image must be a path or an array, got {type(image).__name__}.")
             if "label" in item:
                 label = item["label"]
-                if not _is_int(label) or not 0 <= int(label) < k:
-                    raise ValueError(
+                why = label_value_problem(label)
+                if why is not None:
+                    problems.append(f"{where}: label {label!r} {why}; expected a class index in [0, {k}) for {names}.")
+                elif not _is_int(label) or not 0 <= int(label) < k:
+                    problems.append(
                         f"{where}: unknown label value {label!r}; expected an integer class index in [0, {k}) "
                         f"for classes {names}."
                     )
-                counts[int(label)] += 1
+                else:
+                    counts[int(label)] += 1
             if "id" in item:
                 item_id = str(item["id"])
                 if item_id in seen_ids:
-                    raise ValueError(
+                    problems.append(
                         f"duplicate id {item_id!r} in split {split!r} (items {seen_ids[item_id]} and {index})."
                     )
                 seen_ids[item_id] = index
@@ -331,6 +341,7 @@ def validate_datalist(
                 patient_splits[str(item["patient_id"])].add(split)
         report.class_counts[split] = counts
         report.empty_classes[split] = [names[c] for c in range(k) if counts[c] == 0]
+    raise_problems(problems, missing_files=missing_files)
 
     messages: list[str] = []
     if train_split in splits:

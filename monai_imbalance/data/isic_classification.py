@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from monai_imbalance.data.check import raise_problems
 from monai_imbalance.data.datalist import Datalists, closest_names, resolve_dataset_dir, validate_datalist
 from monai_imbalance.data.formats import register_format
 
@@ -75,23 +76,30 @@ def read_isic_ground_truth(csv_path: str | os.PathLike) -> dict[str, int]:
     """Read an ISIC 2018 task 3 ground-truth CSV as ``{image id: label}`` (label order of ISIC_TASK3_CLASSES).
 
     Raises:
-        ValueError: a missing column (named), a non-numeric cell, or a row that is not one-hot (names the
-            image and its values).
+        ValueError: a missing column (named).
+        DataCheckError: (a ``ValueError``) every row with a non-numeric or NaN cell, that is not one-hot or
+            that repeats an image, at once (each names the line, the image and its values).
     """
     path = Path(csv_path)
     labels: dict[str, int] = {}
-    for row in _read_csv(path, ["image", *ISIC_TASK3_CLASSES]):
+    problems: list[str] = []
+    for line, row in enumerate(_read_csv(path, ["image", *ISIC_TASK3_CLASSES]), start=2):  # line 1: the header
+        where = f"{path}, line {line}: image {row['image']!r}"
         try:
             values = [float(row[c]) for c in ISIC_TASK3_CLASSES]
         except ValueError as e:
-            raise ValueError(f"{path}: non-numeric ground truth for image {row['image']!r}: {e}") from e
+            problems.append(f"{where}: non-numeric ground truth: {e}")
+            continue
         hot = [i for i, v in enumerate(values) if v == 1.0]
         if len(hot) != 1 or any(v not in (0.0, 1.0) for v in values):
             shown = dict(zip(ISIC_TASK3_CLASSES, values, strict=True))
-            raise ValueError(f"{path}: image {row['image']!r} is not one-hot (exactly one class = 1): {shown}.")
+            problems.append(f"{where} is not one-hot (exactly one class = 1, the others 0): {shown}.")
+            continue
         if row["image"] in labels:
-            raise ValueError(f"{path}: image {row['image']!r} is listed twice.")
+            problems.append(f"{where} is listed twice.")
+            continue
         labels[row["image"]] = hot[0]
+    raise_problems(problems)
     return labels
 
 
@@ -117,14 +125,17 @@ def _task3_split(root: Path, split: str, image_suffix: str, lesions: dict[str, s
     if input_dir is None:
         raise FileNotFoundError(f"found the ground truth {gt} but no image folder '*Task3_{word}_Input' under {root}.")
     items = []
+    missing = []
     for image_id, label in read_isic_ground_truth(gt).items():
         path = input_dir / f"{image_id}{image_suffix}"
         if not path.is_file():
-            raise FileNotFoundError(f"image file not found: {path} (listed in {gt}).")
+            missing.append(f"image file not found: {path} (listed in {gt}).")
+            continue
         item: dict[str, Any] = {"image": str(path), "label": label, "id": image_id}
         if image_id in lesions:
             item["lesion_id"] = item["patient_id"] = lesions[image_id]
         items.append(item)
+    raise_problems(missing, missing_files=len(missing))
     return items
 
 
@@ -134,18 +145,23 @@ def _ham10000(root: Path, image_suffix: str) -> list[dict[str, Any]] | None:
         return None
     index = {p.stem: p for p in root.rglob(f"*{image_suffix}")}
     items = []
-    for row in _read_csv(meta, ["lesion_id", "image_id", "dx"]):
+    problems: list[str] = []
+    missing = 0
+    for line, row in enumerate(_read_csv(meta, ["lesion_id", "image_id", "dx"]), start=2):
         dx = row["dx"].lower()
+        path = index.get(row["image_id"])
         if dx not in HAM10000_DX:
-            raise ValueError(
-                f"{meta}: unknown label value {row['dx']!r} for image {row['image_id']!r}; "
+            problems.append(
+                f"{meta}, line {line}: unknown label value {row['dx']!r} for image {row['image_id']!r}; "
                 f"expected {sorted(HAM10000_DX)}{closest_names(dx, HAM10000_DX)}."
             )
-        path = index.get(row["image_id"])
         if path is None:
-            raise FileNotFoundError(
-                f"image file not found: {row['image_id']}{image_suffix} (listed in {meta}) under {root}."
+            problems.append(
+                f"image file not found: {row['image_id']}{image_suffix} (listed in {meta}, line {line}) under {root}."
             )
+            missing += 1
+        if path is None or dx not in HAM10000_DX:
+            continue
         label = ISIC_TASK3_CLASSES.index(HAM10000_DX[dx])
         items.append(
             {
@@ -156,6 +172,7 @@ def _ham10000(root: Path, image_suffix: str) -> list[dict[str, Any]] | None:
                 "patient_id": row["lesion_id"],
             }
         )
+    raise_problems(problems, missing_files=missing)
     return items
 
 
@@ -171,8 +188,10 @@ def load_isic2018_task3_datalists(
         "patient_id"]}``.
 
     Raises:
-        FileNotFoundError: ``dataset_dir`` missing, or an image listed in a ground truth that is not on disk.
-        ValueError: no ground-truth CSV found, a missing CSV column, or a row that is not one-hot.
+        FileNotFoundError: ``dataset_dir`` missing, or images listed in a ground truth that are not on disk
+            (all of them named, as a ``DataFilesNotFoundError``).
+        ValueError: no ground-truth CSV found, a missing CSV column, or rows that are not one-hot (all of them
+            named, as a ``DataCheckError``).
     """
     root = resolve_dataset_dir(dataset_dir, "ISIC 2018 task 3")
     if not root.is_dir():

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from monai_imbalance.data.check import label_value_problem, non_finite_items, raise_problems
 from monai_imbalance.data.datalist import Datalists, resolve_dataset_dir, validate_datalist
 from monai_imbalance.data.formats import register_format
 
@@ -366,6 +367,9 @@ def load_medmnist_datalists(
         FileNotFoundError: no file (with how to provide one).
         ValueError: a file without ``{split}_images``/``{split}_labels``, mismatched lengths, multi-label labels,
             or a requested split the file lacks.
+        DataCheckError: (a ``ValueError``) labels that are NaN, infinite, negative or not whole (``1.7`` is not
+            read as class 1) and images holding NaN or infinite values, every one named by its split array and
+            index.
     """
     path = resolve_medmnist_file(dataset_dir, flag, size, download, progress)
     name = flag or path.stem
@@ -387,6 +391,7 @@ def load_medmnist_datalists(
             raise ValueError(f"{path} has no split(s) {absent}; it has {present}.")
         result: dict[str, list[dict[str, Any]]] = {}
         max_label = -1
+        problems: list[str] = []
         for split in wanted:
             images = npz[f"{split}_images"]
             labels = np.asarray(npz[f"{split}_labels"])
@@ -399,6 +404,17 @@ def load_medmnist_datalists(
                 )
             if len(images) != len(labels):
                 raise ValueError(f"{path}: {len(images)} {split}_images but {len(labels)} {split}_labels.")
+            for i in np.flatnonzero([label_value_problem(v) is not None for v in labels.tolist()]):
+                problems.append(
+                    f"{path}: {split}_labels[{i}] = {labels[i].item()!r} {label_value_problem(labels[i].item())}"
+                )
+            for i in non_finite_items(images):
+                problems.append(
+                    f"{path}: {split}_images[{i}] holds NaN or infinite pixel values "
+                    f"({int((~np.isfinite(images[i])).sum())} of {images[i].size})"
+                )
+            if problems:
+                continue
             extras = {}
             for suffix, item_key in _ITEM_ARRAYS.items():
                 if f"{split}_{suffix}" in keys:
@@ -417,6 +433,7 @@ def load_medmnist_datalists(
             result[split] = items
             if len(labels):
                 max_label = max(max_label, int(labels.max()))
+    raise_problems(problems)
     if class_names is not None and max_label >= len(class_names):
         for split, items in result.items():
             bad = next((i for i, item in enumerate(items) if item["label"] >= len(class_names)), None)

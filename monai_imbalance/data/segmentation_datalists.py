@@ -44,6 +44,7 @@ import numpy as np
 
 from monai_imbalance.errors import data_errors_for_users
 
+from .check import non_finite_items, raise_problems
 from .datalist import resolve_dataset_dir
 from .splits import split_by_group
 
@@ -265,6 +266,7 @@ def dsb2018_npz_datalist(npz_path: str | os.PathLike) -> list[dict[str, Any]]:
     Raises:
         FileNotFoundError: the file does not exist.
         ValueError: missing keys, mismatched lengths or sizes, duplicate ids, or no images (names the file).
+        DataCheckError: (a ``ValueError``) every image or mask holding NaN or infinite values (index and id).
     """
     path = Path(npz_path)
     if not path.is_file():
@@ -289,6 +291,13 @@ def dsb2018_npz_datalist(npz_path: str | os.PathLike) -> list[dict[str, Any]]:
         )
     if len(set(ids)) != len(ids):
         raise ValueError(f"{path}: the ids are not unique.")
+    raise_problems(
+        [
+            f"{path}: {key}[{i}] (id {ids[i]!r}) holds NaN or infinite values"
+            for key, array in (("images", images), ("masks", masks))
+            for i in non_finite_items(array)
+        ]
+    )
     return [{"image": images[i], "label": masks[i], "id": ids[i]} for i in range(len(images))]
 
 
