@@ -164,3 +164,22 @@ def test_a_nan_loss_stops_the_run_at_once_in_one_line(tmp_path, shared_data):
     last = tmp_path / "models" / "last_checkpoint_epoch=1.pt"
     assert f"the last good checkpoint is {last}" in error[0]
     assert sorted(p.name for p in (tmp_path / "models").glob("last_checkpoint_epoch=*.pt")) == [last.name]
+
+
+@pytest.mark.parametrize("loading", ["cached", "workers"])
+def test_nan_pixels_of_an_image_file_stop_naming_the_file(tmp_path, shared_data, loading):
+    """Issue 19 (Why 3): a float TIFF with NaN pixels ended 309 lines later, at validation, after a NaN loss; now
+    its pre-processing stops in one line naming the file, whether the image is cached or read by a worker."""
+    labels = ["MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC", "MEL"]
+    csv_file = skin_csv(shared_data, tmp_path / "data", labels, ["train"] * 5 + ["val"] * 2 + ["test"])
+    picture = np.asarray(Image.open(csv_file.parent / "lesion_2.png").convert("L"), dtype=np.float32) / 255.0
+    picture[3, 4] = np.nan
+    Image.fromarray(picture).save(csv_file.parent / "lesion_2.tif")
+    csv_file.write_text(csv_file.read_text().replace("lesion_2.png", "lesion_2.tif"))
+    settings = {"cache_rate": 0, "num_workers": 1} if loading == "workers" else {}
+    args = tiny_skin(tmp_path, csv_file.parent, data_format="csv", loss_name="ce", **settings)
+    result = run_bundle_in_process(SKIN, ["train"], args, expect_failure=True)
+    error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert re.search(r"lesion_2\.tif: [13] NaN and 0 infinite pixel value\(s\) of \d+; replace them", error[0]), error
+    assert not list((tmp_path / "models").glob("last_checkpoint_epoch=*.pt"))

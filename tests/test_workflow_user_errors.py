@@ -124,3 +124,26 @@ def test_a_misspelt_name_of_an_override_is_a_user_error_naming_the_closest(build
     with pytest.raises(UnknownChoiceError, match=expected) as caught:
         build()
     assert isinstance(caught.value, ValueError)
+
+
+def test_a_user_error_from_a_dataloader_worker_is_found_in_its_text():
+    """Issue 19: PyTorch re-raises a worker's failure as the outermost type (MONAI's RuntimeError) with the
+    worker's traceback as text; the user error named there still ends the run in its own line(s)."""
+    import pytest
+    import torch
+    from monai.data import Dataset
+    from monai.transforms import Lambda
+
+    from monai_imbalance.data import DataCheckError
+    from monai_imbalance.workflow import find_user_error
+
+    def fail(_):
+        raise DataCheckError(["first problem", "second problem"])
+
+    loader = torch.utils.data.DataLoader(Dataset([0], transform=Lambda(fail)), num_workers=1)
+    with pytest.raises(RuntimeError) as caught:
+        next(iter(loader))
+    assert "DataLoader worker process" in str(caught.value)
+    found = find_user_error(caught.value)
+    assert str(found) == "the data check found 2 problem(s):\n  - first problem\n  - second problem"
+    assert find_user_error(RuntimeError("Caught RuntimeError in DataLoader worker process 0.\nValueError: x")) is None

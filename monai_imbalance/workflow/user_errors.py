@@ -17,6 +17,7 @@ Set ``MONAI_IMBALANCE_TRACEBACK=1`` to see the full traceback of a user error an
 from __future__ import annotations
 
 import os
+import re
 import sys
 from types import TracebackType
 
@@ -27,13 +28,49 @@ __all__ = ["find_user_error", "format_user_error", "install_excepthook", "instal
 
 
 def find_user_error(error: BaseException | None) -> UserError | None:
-    """The first :class:`UserError` in ``error`` and its ``__cause__`` / ``__context__`` chain, or ``None``."""
+    """The first :class:`UserError` in ``error`` and its ``__cause__`` / ``__context__`` chain, or ``None``.
+
+    A user error raised in a ``DataLoader`` worker process reaches the main process only as text: PyTorch
+    re-raises the worker's outermost exception type (MONAI's ``RuntimeError: applying transform``) with the
+    worker's formatted traceback as its message. That text is searched for a line ``<module>.<Class>: <message>``
+    whose class (looked up among the modules already imported, nothing is imported) is a ``UserError``; its
+    message comes back as a ``UserError``.
+    """
     seen: set[int] = set()
+    chain = []
     while error is not None and id(error) not in seen:
         seen.add(id(error))
         if isinstance(error, UserError):
             return error
+        chain.append(error)
         error = error.__cause__ or error.__context__
+    for link in chain:
+        found = _user_error_from_worker_text(str(link))
+        if found is not None:
+            return found
+    return None
+
+
+_WORKER_ERROR_LINE = re.compile(r"^([A-Za-z_][\w.]*)\.([A-Za-z_]\w*): (.*)$")
+
+
+def _user_error_from_worker_text(text: str) -> UserError | None:
+    if "DataLoader worker process" not in text:
+        return None
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        match = _WORKER_ERROR_LINE.match(line)
+        if match is None:
+            continue
+        module, name, first = match.groups()
+        kind = getattr(sys.modules.get(module), name, None)
+        if isinstance(kind, type) and issubclass(kind, UserError):
+            rest = []
+            for more in lines[index + 1 :]:  # a message of several lines ends at the next blank line
+                if not more.strip():
+                    break
+                rest.append(more)
+            return UserError("\n".join([first, *rest]))
     return None
 
 
