@@ -25,7 +25,8 @@ Bundle call (breast density, DICOM)::
 
     datalists = load_datalists("csv", dataset_dir=..., csv_file="datalist.csv", label_column="density",
                                label_map="birads_density", required_columns=["patient_id", "visit_id"])
-    Compose([LoadImageOrArrayd(keys="image", dicom_tags=True, channels=1), MammogramIntensityd(keys="image"),
+    Compose([LoadImageOrArrayd(keys="image", dicom_tags=True, channels=1),
+             ScaleIntensityByTyped(keys="image", rule="mammogram"),
              ResizeLongestPadd(keys="image", spatial_size=image_size)])
 """
 

@@ -24,7 +24,7 @@ grouped splitting keeps all images of a lesion together.
 Bundle call::
 
     datalists = load_datalists("isic2018_task3", dataset_dir=...)   # train/val/test as present, else split
-    # transforms: LoadImageOrArrayd(keys="image", draft_size=image_size), ScaleIntensityd, Resized, ...
+    # transforms: LoadImageOrArrayd(keys="image", draft_size=image_size), ScaleIntensityByTyped, Resized, ...
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ Bundle call::
 
     datalists = load_datalists("medmnist", dataset_dir=os.environ.get("DATA_DIR"), flag="dermamnist", size=28,
                                download=True)
-    transform = Compose([LoadImageOrArrayd(keys="image"), ScaleIntensityd(keys="image"),
+    transform = Compose([LoadImageOrArrayd(keys="image"), ScaleIntensityByTyped(keys="image"),
                          Resized(keys="image", spatial_size=(64, 64))])
 """
 
