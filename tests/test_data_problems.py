@@ -153,3 +153,16 @@ def test_in_memory_labels_name_the_item(tmp_path):
     with pytest.raises(DataCheckError) as info:
         validate_datalist({"train": items}, class_names=["a", "b"], warn=False)
     assert len(info.value.problems) == 2 and "label nan is missing (NaN)" in info.value.problems[1]
+
+
+def test_class_folders_list_every_unknown_folder_and_bad_name(tmp_path):
+    for folder in ("train/0", "train/1", "train/11", "train/x", "val/0"):
+        (tmp_path / folder).mkdir(parents=True)
+    for name in ("train/0/9001L.png", "train/1/9001L.png", "train/1/bad.png", "val/0/9002R.png"):
+        Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / name)
+    with pytest.raises(DataCheckError) as info:
+        load_datalists("knee_folders", tmp_path, class_names=["0", "1"], splits=("train", "val"), warn=False)
+    problems = info.value.problems
+    assert len(problems) == 4, problems
+    assert "unknown label value '11'" in problems[0] and "unknown label value 'x'" in problems[1]
+    assert "'9001L' appears in two class folders" in problems[2] and "'bad.png'" in problems[3]

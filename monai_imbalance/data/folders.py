@@ -35,6 +35,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from monai_imbalance.data.check import raise_problems
 from monai_imbalance.data.datalist import (
     SPLIT_ALIASES,
     Datalists,
@@ -148,9 +149,10 @@ def load_class_folder_datalists(
 
     Raises:
         FileNotFoundError: ``dataset_dir`` does not exist.
-        ValueError: no images (empty dataset dir), a class folder not in ``class_names``/``label_map`` (names the
-            folder), a file name that does not match ``id_pattern``, or, with an ``id_pattern``, the same file
-            stem in two class folders of one split (e.g. a knee with two grades).
+        ValueError: no images (empty dataset dir).
+        DataCheckError: (a ``ValueError``) every class folder not in ``class_names``/``label_map`` (names the
+            folder), every file name that does not match ``id_pattern`` and, with an ``id_pattern``, every file
+            stem found in two class folders of one split (e.g. a knee with two grades), all at once.
     """
     root = resolve_dataset_dir(dataset_dir, "image folder")
     if not root.is_dir():
@@ -177,15 +179,17 @@ def load_class_folder_datalists(
     assert mapping is not None
 
     result: dict[str, list[dict[str, Any]]] = {}
+    problems: list[str] = []
     for split, class_dirs in layout.items():
         files: list[tuple[Path, int, str]] = []
         for class_dir in class_dirs:
             key = normalise_label_value(class_dir.name)
             if key not in mapping:
-                raise ValueError(
+                problems.append(
                     f"unknown label value {class_dir.name!r}: folder {class_dir} is not one of the classes {names}"
                     f"{closest_names(class_dir.name, names)}."
                 )
+                continue
             files.extend((path, mapping[key], class_dir.name) for path in list_image_files(class_dir, extensions))
         ids = unique_ids([f[0] for f in files], base=root)
         items = []
@@ -193,12 +197,16 @@ def load_class_folder_datalists(
         for (path, label, folder), item_id in zip(files, ids, strict=True):
             stem = Path(item_id).name
             if stem in seen and pattern is not None:
-                raise ValueError(f"{stem!r} appears in two class folders of split {split!r}: {seen[stem]} and {path}.")
+                problems.append(f"{stem!r} appears in two class folders of split {split!r}: {seen[stem]} and {path}.")
             seen[stem] = path
             item: dict[str, Any] = {"image": str(path), "label": label, "id": item_id, "class_name": folder}
-            item.update(_fields_from_name(stem, pattern, path))
+            try:
+                item.update(_fields_from_name(stem, pattern, path))
+            except ValueError as e:
+                problems.append(str(e))
             items.append(item)
         result[split] = items
+    raise_problems(problems)
 
     if not any(result.values()):
         expected = ", ".join(e.lstrip(".") for e in extensions)
