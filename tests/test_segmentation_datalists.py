@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from PIL import Image
 from scipy import ndimage
 
 from monai_imbalance.data import (
+    DataCheckError,
     drive_datalist,
     dsb2018_datalist,
     dsb2018_npz_datalist,
@@ -360,8 +362,13 @@ def test_drive_bad_data_names_the_file(tmp_path: Path):
     ):
         drive_datalist(tmp_path)
     (base / "mask" / "21_training_mask.gif").unlink()
-    with pytest.raises(FileNotFoundError, match=r"no field-of-view mask for image .*21_training\.tif"):
+    with pytest.raises(DataCheckError) as both:  # every problem of the folder, not only the first (issue 19)
         drive_datalist(tmp_path)
+    assert len(both.value.problems) == 2 and "22_manual1.gif is 20x20" in both.value.problems[1]
+    assert re.search(r"no field-of-view mask for image .*21_training\.tif", both.value.problems[0])
+    (base / "1st_manual" / "22_manual1.gif").unlink()
+    with pytest.raises(FileNotFoundError, match=r"no field-of-view mask for image .*21_training\.tif"):
+        drive_datalist(tmp_path, require_labels=False)
     with pytest.raises(FileNotFoundError, match="DRIVE test folder not found"):
         drive_datalist(tmp_path, split="test")
     with pytest.raises(ValueError, match="split must be one of"):

@@ -96,6 +96,32 @@ def _check_same_size(image: Path, masks: list[Path], what: str = "mask") -> None
             )
 
 
+class _Problems:
+    """The problems of one folder layout, gathered so that all of them are reported together."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+        self.missing_files = 0
+
+    def missing(self, problem: str) -> None:
+        self.problems.append(problem)
+        self.missing_files += 1
+
+    def other(self, problem: str) -> None:
+        self.problems.append(problem)
+
+    def sizes_differ(self, image: Path, masks: list[Path], what: str = "mask") -> bool:
+        try:
+            _check_same_size(image, masks, what=what)
+        except ValueError as e:
+            self.problems.append(str(e))
+            return True
+        return False
+
+    def raise_all(self) -> None:
+        raise_problems(self.problems, missing_files=self.missing_files)
+
+
 def _existing_dir(path: Path, what: str) -> Path:
     if not path.is_dir():
         raise FileNotFoundError(f"{what} not found: {path}")
@@ -169,6 +195,8 @@ def isic2018_task1_datalist(
     Raises:
         FileNotFoundError: a missing folder, or an image without its mask (names both files).
         ValueError: no images, several candidate folders, or a mask whose size differs (names the files).
+        The problems of the images (missing masks, sizes) are all reported together, as a ``DataCheckError``
+        (a ``ValueError``; a ``DataFilesNotFoundError``, also a ``FileNotFoundError``, when all are missing files).
     """
     if split not in _ISIC_SPLIT_WORDS:
         raise ValueError(f"split must be one of {sorted(_ISIC_SPLIT_WORDS)}, got {split!r}.")
@@ -179,15 +207,18 @@ def isic2018_task1_datalist(
     if not images:
         raise ValueError(f"no ISIC_*.jpg images in {images_folder}.")
     items = []
+    problems = _Problems()
     for image in images:
         label = _find_with_suffix(labels_folder, f"{image.stem}_segmentation", (".png",))
         if label is None:
-            raise FileNotFoundError(
+            problems.missing(
                 f"no ground-truth mask for image {image}: expected {labels_folder / (image.stem + '_segmentation.png')}"
             )
-        if check_sizes:
-            _check_same_size(image, [label])
+            continue
+        if check_sizes and problems.sizes_differ(image, [label]):
+            continue
         items.append({"image": str(image), "label": str(label), "id": image.stem})
+    problems.raise_all()
     stems = {p.stem for p in images}
     orphans = [p.name for p in labels_folder.glob("*_segmentation.png") if p.stem[: -len("_segmentation")] not in stems]
     if orphans:
@@ -232,6 +263,8 @@ def dsb2018_datalist(
     Raises:
         FileNotFoundError: a missing folder, image or mask folder, or an image without masks (names the path).
         ValueError: no images, or a mask whose size differs from its image (names both files).
+        The problems of the images (missing masks, sizes) are all reported together, as a ``DataCheckError``
+        (a ``ValueError``; a ``DataFilesNotFoundError``, also a ``FileNotFoundError``, when all are missing files).
     """
     root = _existing_dir(resolve_dataset_dir(dataset_dir, "Data Science Bowl 2018 data"), "dataset directory")
     stage_folder = _dsb2018_stage_folder(root, stage)
@@ -239,19 +272,21 @@ def dsb2018_datalist(
     if not sample_dirs:
         raise ValueError(f"no samples in {stage_folder}: expected <id>/images/<id>.png and <id>/masks/*.png.")
     items = []
+    problems = _Problems()
     for sample in sample_dirs:
         image = _find_with_suffix(sample / "images", sample.name, (".png",))
         if image is None:
-            raise FileNotFoundError(
-                f"no image for sample {sample.name}: expected {sample / 'images' / sample.name}.png"
-            )
+            problems.missing(f"no image for sample {sample.name}: expected {sample / 'images' / sample.name}.png")
+            continue
         masks_folder = sample / "masks"
         masks = _files(masks_folder, (".png",)) if masks_folder.is_dir() else []
         if not masks:
-            raise FileNotFoundError(f"no mask for image {image}: expected one or more {masks_folder}/*.png")
-        if check_sizes:
-            _check_same_size(image, masks)
+            problems.missing(f"no mask for image {image}: expected one or more {masks_folder}/*.png")
+            continue
+        if check_sizes and problems.sizes_differ(image, masks):
+            continue
         items.append({"image": str(image), "label": [str(m) for m in masks], "id": sample.name})
+    problems.raise_all()
     return items
 
 
@@ -330,6 +365,8 @@ def drive_datalist(
         FileNotFoundError: a missing folder, or an image without its field-of-view mask or annotation (names the
             image and the expected file).
         ValueError: no images, or a mask whose size differs from its image (names the files).
+        The problems of the images (missing masks, sizes) are all reported together, as a ``DataCheckError``
+        (a ``ValueError``; a ``DataFilesNotFoundError``, also a ``FileNotFoundError``, when all are missing files).
     """
     if split not in _DRIVE_SPLITS:
         raise ValueError(f"split must be one of {_DRIVE_SPLITS}, got {split!r}.")
@@ -345,31 +382,33 @@ def drive_datalist(
         raise ValueError(f"no images in {images_folder}: expected files such as 21_training.tif / 01_test.tif.")
     manual_folder, fov_folder = split_folder / manual, split_folder / "mask"
     items = []
+    problems = _Problems()
     for image in images:
         number = re.match(r"^(\d+)", image.stem)
         if number is None:
-            raise ValueError(
-                f"cannot pair DRIVE image {image}: its name must start with the image number (21_training)."
-            )
+            problems.other(f"cannot pair DRIVE image {image}: its name must start with the image number (21_training).")
+            continue
         fov = _find_with_suffix(fov_folder, f"{image.stem}_mask", _MASK_SUFFIXES)
         if fov is None:
-            raise FileNotFoundError(
-                f"no field-of-view mask for image {image}: expected {fov_folder / image.stem}_mask.gif"
-            )
+            problems.missing(f"no field-of-view mask for image {image}: expected {fov_folder / image.stem}_mask.gif")
         item = {"image": str(image), "mask": str(fov), "id": image.stem}
         label = _find_with_suffix(manual_folder, f"{number.group(1)}_{_DRIVE_MANUALS[manual]}", _MASK_SUFFIXES)
         if label is not None:
             item["label"] = str(label)
         elif require_labels:
-            raise FileNotFoundError(
+            problems.missing(
                 f"no vessel annotation for image {image}: expected "
                 f"{manual_folder / number.group(1)}_{_DRIVE_MANUALS[manual]}.gif (require_labels=False to allow it)"
             )
+        if fov is None or (label is None and require_labels):
+            continue
         if check_sizes:
-            _check_same_size(image, [fov], what="field-of-view mask")
-            if label is not None:
-                _check_same_size(image, [label], what="vessel annotation")
+            if problems.sizes_differ(image, [fov], what="field-of-view mask"):
+                continue
+            if label is not None and problems.sizes_differ(image, [label], what="vessel annotation"):
+                continue
         items.append(item)
+    problems.raise_all()
     return items
 
 
