@@ -98,6 +98,8 @@ def test_arrays_are_scaled_by_their_dtype():
     signed = np.array([[-32768, 0], [32767, 100]], dtype=np.int16)
     expected = (_expected(signed) + 32768.0) / 65535.0
     np.testing.assert_allclose(_scaled(signed).numpy(), expected, atol=1e-6)
+    wide = np.array([[70000, 80000], [90000, 170000]], dtype=np.int32)  # no fixed range: by its values
+    np.testing.assert_allclose(_scaled(wide).numpy(), (_expected(wide) - 70000.0) / 100000.0, atol=1e-6)
     boolean = np.array([[True, False], [False, True]])
     np.testing.assert_array_equal(_scaled(boolean).numpy(), _expected(boolean))
 

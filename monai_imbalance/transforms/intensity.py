@@ -7,17 +7,18 @@ property of the *file*, so :class:`~monai_imbalance.transforms.LoadImageOrArray`
 ``[0, 1]`` by one of these rules (a bundle's ``intensity`` setting):
 
 ``"auto"`` (the default of six bundles)
-    - unsigned integers (8-bit PNG/JPEG/BMP, 16-bit PNG/TIFF, ``uint8`` npz arrays, ...):
-      ``y = x / (2^bits - 1)``, i.e. ``x / 255`` for ``uint8`` and ``x / 65535`` for ``uint16``; signed integers
-      ``y = (x - min) / (max - min)`` over the type's range; booleans ``y = x``;
+    - 8- and 16-bit unsigned integers (8-bit PNG/JPEG/BMP, 16-bit PNG/TIFF, ``uint8`` npz arrays, ...):
+      ``y = x / (2^bits - 1)``, i.e. ``x / 255`` for ``uint8`` and ``x / 65535`` for ``uint16``; ``int8`` /
+      ``int16`` ``y = (x - min) / (max - min)`` over the type's range; booleans ``y = x``; 32- and 64-bit
+      integers (a range no image fills, e.g. Pillow's ``"I"`` TIFFs) as floating point, below;
     - DICOM: the file's first VOI window (Window Center ``c`` / Width ``w``, with its VOI LUT Function:
       :func:`~monai_imbalance.transforms.mammography.apply_window`) when it has one, else the range its
       Bits Stored ``b`` can hold, ``[0, 2^b - 1]`` (``[-2^(b-1), 2^(b-1) - 1]`` when Pixel Representation is 1),
       mapped through its Rescale Slope / Intercept as MONAI maps the pixels; ``MONOCHROME1`` images are then
       inverted, ``y = 1 - y``, so bright means dense everywhere;
-    - floating point (float TIFF, ``.npy``, NIfTI): values already within ``[0, 1]`` are kept as they are,
-      otherwise ``y = (x - min) / (max - min)`` over the image (a constant image gives zeros); the type holds no
-      range to scale from.
+    - floating point (float TIFF, ``.npy``, NIfTI) and 32/64-bit integers: values already within ``[0, 1]`` are
+      kept as they are, otherwise ``y = (x - min) / (max - min)`` over the image (a constant image gives zeros);
+      the type holds no range to scale from.
 
     The output is clipped to ``[0, 1]`` (a value outside the declared range, e.g. a DICOM pixel outside its
     window).

@@ -172,7 +172,7 @@ def _dicom_value(meta: Mapping, tag: str) -> Any:
 def _dtype_range(dtype: np.dtype) -> tuple[float, float]:
     if dtype == np.bool_:
         return 0.0, 1.0
-    if np.issubdtype(dtype, np.integer):
+    if np.issubdtype(dtype, np.integer) and dtype.itemsize <= 2:  # 8- and 16-bit: the range pictures fill
         info = np.iinfo(dtype)
         return float(info.min), float(info.max)
     return math.nan, math.nan
@@ -185,7 +185,8 @@ def stored_intensity(meta: Mapping, dtype: str | np.dtype | None = None) -> dict
     "monochrome1": bool}`` with
 
     - ``range``: the values the stored type can hold: ``(0, 255)`` for ``uint8``, ``(0, 65535)`` for ``uint16``,
-      ``iinfo`` for other integers, ``(0, 1)`` for booleans, ``(nan, nan)`` for floating point; for DICOM
+      ``iinfo`` for ``int8`` / ``int16``, ``(0, 1)`` for booleans, ``(nan, nan)`` (no range: scaled by the values,
+      as floats) for floating point and for 32- and 64-bit integers, whose range no image fills; for DICOM
       (a meta dict with Bits Stored (0028,0101)) ``[0, 2^b - 1]``, or ``[-2^(b-1), 2^(b-1) - 1]`` when Pixel
       Representation (0028,0103) is 1, mapped by Rescale Slope (0028,1053) / Intercept (0028,1052);
     - ``window``: a DICOM file's first Window Center / Width (0028,1050/1051), else ``(nan, nan)``, and its
