@@ -12,7 +12,7 @@ from monai.data import MetaTensor
 from monai.transforms import Compose, ScaleIntensityRange
 from PIL import Image
 
-from monai_imbalance.errors import UnknownChoiceError
+from monai_imbalance.errors import DataError, UnknownChoiceError
 from monai_imbalance.transforms import (
     LoadImageOrArray,
     LoadImageOrArrayd,
@@ -114,6 +114,9 @@ def test_dicom_window_slope_signed_and_monochrome1(tmp_path):
     # slope 2, intercept -1000: the 12-bit range [0, 4095] maps to [-1000, 7190]
     rescaled = write_dicom(tmp_path / "s.dcm", stored, RescaleSlope=2, RescaleIntercept=-1000)
     np.testing.assert_allclose(_scaled(rescaled).numpy(), _expected(stored) / 4095.0, atol=1e-6)
+    bad = write_dicom(tmp_path / "bad.dcm", stored, WindowCenter=1000, WindowWidth=0.5)
+    with pytest.raises(DataError, match=r"bad\.dcm: invalid DICOM window in its header: .*Width >= 1"):
+        _scaled(bad)
     # MONOCHROME1: the minimum is white; inverted so bright means dense
     inverted = write_dicom(tmp_path / "m1.dcm", stored, photometric="MONOCHROME1")
     np.testing.assert_allclose(_scaled(inverted).numpy(), 1.0 - _expected(stored) / 4095.0, atol=1e-6)

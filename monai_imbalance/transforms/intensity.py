@@ -50,7 +50,7 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 
-from monai_imbalance.errors import UserError, check_choice
+from monai_imbalance.errors import DataError, UserError, check_choice
 from monai_imbalance.transforms.io import STORED_INTENSITY
 from monai_imbalance.transforms.mammography import MammogramIntensity, apply_window
 
@@ -84,6 +84,7 @@ class ScaleIntensityByType(Transform):
     Raises:
         UnknownChoiceError: an unknown ``rule``.
         NonFinitePixelsError: the image holds NaN or infinite values (names the file).
+        DataError: (a ``ValueError``) a DICOM window the standard does not allow (names the file).
         ValueError: ``"auto"`` on an image that was not loaded by ``LoadImageOrArray`` (its stored type is
             unknown: load it with that transform, or use ``"minmax"``).
     """
@@ -122,7 +123,10 @@ class ScaleIntensityByType(Transform):
                     "'auto' cannot scale it; load it with monai_imbalance.transforms.LoadImageOrArrayd or set the "
                     "intensity rule to 'minmax'."
                 )
-            y, used = _by_type(x, stored)
+            try:
+                y, used = _by_type(x, stored)
+            except ValueError as e:  # a window the DICOM standard does not allow (width < 1, unknown function)
+                raise DataError(f"{name}: invalid DICOM window in its header: {e}") from e
         meta["intensity_rule"] = used
         return MetaTensor(y.clamp(0.0, 1.0), meta=meta)
 
