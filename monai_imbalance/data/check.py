@@ -22,7 +22,15 @@ What is checked, per split and item:
   archive's member list for ``.npy`` / ``.npz``;
 - an array is at least 2-D;
 - with ``class_names`` (classification): an integer label lies in ``[0, len(class_names))``, a text label
-  is one of ``class_names``; without (segmentation): a ``label`` path is a mask file, checked like an image.
+  is one of ``class_names``, and a NaN, infinite, negative or non-integral number (``1.7``) is refused, not
+  truncated; without (segmentation): a ``label`` path is a mask file, checked like an image.
+
+The data loaders report the same way: :func:`raise_problems` raises every problem of a CSV, a ground-truth
+file, an npz (:func:`label_value_problem` for its labels, :func:`non_finite_items` for NaN/inf pixels of its
+arrays) or a folder layout at once, so an unknown label cannot hide a missing image. NaN/inf pixels of image
+files are found when they are scaled (:class:`monai_imbalance.transforms.ScaleIntensityByType`, naming the file),
+before the first training step when the images are cached; a NaN loss stops training at once
+(:class:`monai_imbalance.handlers.StopOnNonFiniteLoss`).
 
 ``check_files=False`` skips the file reads (very large data sets; the paths are then not even
 stat-ed), keeping the cheap label and split checks.
