@@ -1,6 +1,6 @@
 """Datalists, samplers for class imbalance and the repeat-acquisition simulation."""
 
-from .check import DataCheckError, check_datalists
+from .check import DataCheckError, DataFilesNotFoundError, check_datalists
 from .class_weights import as_class_indices, class_counts, class_weights
 from .csv_datalist import load_csv_datalists
 from .datalist import (
@@ -50,6 +50,7 @@ __all__ = [
     "SEGMENTATION_FORMATS",
     "BatchBalancedSampler",
     "DataCheckError",
+    "DataFilesNotFoundError",
     "DatalistReport",
     "Datalists",
     "OverSampler",
