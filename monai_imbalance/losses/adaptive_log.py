@@ -40,7 +40,7 @@ from monai.losses import DiceLoss
 from monai.utils import LossReduction
 from torch.nn.modules.loss import _Loss
 
-from monai_imbalance.losses._inputs import check_overlap_target, check_reduction, reduce_loss
+from monai_imbalance.losses._inputs import check_overlap_target, check_reduction, check_softmax_channels, reduce_loss
 
 __all__ = ["AdaptiveLogarithmicLoss", "adaptive_log_loss", "log_branch_fraction"]
 
@@ -163,6 +163,7 @@ class AdaptiveLogarithmicLoss(_Loss):
         """Pass ``input`` and ``target`` to the wrapped loss (its shape conventions apply), then ALL."""
         if input.dtype in (torch.float16, torch.bfloat16):
             input = input.float()
+        check_softmax_channels(input, bool(getattr(self.loss, "softmax", False)))
         to_onehot_y = bool(getattr(self.loss, "to_onehot_y", False))
         check_overlap_target(input, target, to_onehot_y, getattr(self.loss, "ignore_index", None))
         if input.shape[0] == 0 and getattr(self.loss, "reduction", "mean") != LossReduction.NONE.value:
