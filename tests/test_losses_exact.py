@@ -2,7 +2,8 @@
 
 The logit gaps 0, 5, 16.6, 20, 37 and 50 straddle the points where ``ln(1 - p)`` computed from ``ln p`` rounds to
 ``ln 0``: a class leading by ~16.6 logits in float32 and ~37 in float64. Each gap appears with the leading class
-right and wrong, in 2- and 3-channel outputs, for float16, float32 and float64 logits. Gradients are compared with
+right and wrong, in 2- and 3-channel softmax outputs and one-channel sigmoid outputs, for float16, float32 and float64
+logits. Gradients are compared with
 central differences of the same 80-digit reference.
 """
 
@@ -92,8 +93,43 @@ def _reference_gradient(function, x: np.ndarray, labels: np.ndarray) -> np.ndarr
     return grad
 
 
+def _sigmoid_gap_logits(dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """One channel ``(1, 1, 4 * len(GAPS))``: logit +gap and -gap, each with target 1 and 0 (right and wrong)."""
+    values = [v for gap in GAPS for v in (gap, gap, -gap, -gap)]
+    targets = [1, 0, 0, 1] * len(GAPS)
+    logits = torch.tensor(values, dtype=torch.float64).view(1, 1, -1).to(dtype)
+    return logits, torch.tensor(targets, dtype=torch.long).view(1, 1, -1)
+
+
+def _sigmoid(x: Decimal) -> Decimal:
+    return 1 / (1 + CONTEXT.exp(-x))
+
+
+def _reference_sigmoid_combo(x: np.ndarray, labels: np.ndarray, alpha: float = 0.5, beta: float = 0.5) -> Decimal:
+    """Combo loss with a sigmoid, one channel, smooth 1, in 80 digits."""
+    with decimal.localcontext(CONTEXT):
+        pixels = x.shape[1]
+        a, b = Decimal(alpha), Decimal(beta)
+        ce, tp, psum, tsum = Decimal(0), Decimal(0), Decimal(0), Decimal(0)
+        for i in range(pixels):
+            p, t = _sigmoid(_dec(x[0, i])), Decimal(int(labels[i]))
+            ce -= b * t * _ln(p) + (1 - b) * (1 - t) * _ln(1 - p)
+            tp, psum, tsum = tp + p * t, psum + p, tsum + t
+        return a * ce / pixels - (1 - a) * (2 * tp + 1) / (psum + tsum + 1)
+
+
+def _reference_sigmoid_focal(x: np.ndarray, labels: np.ndarray, gamma: float = 2.0) -> Decimal:
+    """Binary focal loss ``-[t (1 - p)^gamma ln p + (1 - t) p^gamma ln(1 - p)]``, 'mean', in 80 digits."""
+    with decimal.localcontext(CONTEXT):
+        pixels, g, total = x.shape[1], Decimal(gamma), Decimal(0)
+        for i in range(pixels):
+            p = _sigmoid(_dec(x[0, i]))
+            total -= (1 - p) ** g * _ln(p) if labels[i] == 1 else p**g * _ln(1 - p)
+        return total / pixels
+
+
 def _check(loss: torch.nn.Module, reference, channels: int, dtype: torch.dtype) -> None:
-    logits, labels = _gap_logits(channels, dtype)
+    logits, labels = _sigmoid_gap_logits(dtype) if channels == 1 else _gap_logits(channels, dtype)
     logits.requires_grad_(True)
     value = loss(logits, labels)
     value.backward()
@@ -121,6 +157,12 @@ def test_softmax_combo_matches_the_reference_at_every_logit_gap(channels, dtype)
 @pytest.mark.parametrize("channels", [2, 3])
 def test_softmax_focal_matches_the_reference_at_every_logit_gap(channels, dtype):
     _check(FocalLoss(gamma=2.0, sigmoid=False), _reference_focal, channels, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sigmoid_combo_and_focal_match_the_reference_at_every_logit_gap(dtype):
+    _check(ComboLoss(sigmoid=True), _reference_sigmoid_combo, 1, dtype)
+    _check(FocalLoss(gamma=2.0, sigmoid=True), _reference_sigmoid_focal, 1, dtype)
 
 
 def test_the_issue_example_is_exact():
