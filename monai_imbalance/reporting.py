@@ -181,7 +181,9 @@ def metrics_table(
         per_class: a per-class score (``"f1"``, ``"recall"``, ...) listed below for the reports with a
             ``"per_class"`` entry, one column each; ``None`` for none.
 
-    Values are shown with three decimals; missing and non-finite ones as ``-``.
+    Values are shown with three decimals; missing and non-finite ones as ``-``. Per-class rows follow the reports'
+    ``class_names`` (the class-index order, not the alphabetical order ``metrics.json`` stores). A report's
+    ``"warnings"`` (e.g. degenerate predictions, :mod:`monai_imbalance.metrics.degenerate`) are listed below.
     """
     if not columns:
         raise ValueError("metrics_table needs at least one report")
@@ -199,7 +201,10 @@ def metrics_table(
         lines.append(f"{label:<{label_width}}{cells}")
     with_classes = {title: report["per_class"] for title, report in columns.items() if report.get("per_class")}
     if per_class is not None and with_classes:
-        names = list(dict.fromkeys(name for scores in with_classes.values() for name in scores))
+        # the reports' class_names order (metrics.json stores per_class with sorted keys), then any others
+        ordered = [name for report in columns.values() for name in report.get("class_names") or ()]
+        names = list(dict.fromkeys([*ordered, *(name for scores in with_classes.values() for name in scores)]))
+        names = [name for name in names if any(name in scores for scores in with_classes.values())]
         class_width = max([label_width - 2, *(len(name) for name in names)])
         class_widths = [max(12, len(title) + 2) for title in with_classes]
         heading = f"{per_class + ' per class':<{class_width + 2}}"
@@ -210,6 +215,11 @@ def metrics_table(
                 for scores, w in zip(with_classes.values(), class_widths, strict=True)
             )
             lines.append(f"  {name:<{class_width}}{cells}")
+    for title, report in columns.items():
+        messages = report.get("warnings") or []
+        if messages:
+            lines += ["", f"WARNING ({title}):" if len(columns) > 1 else "WARNING:"]
+            lines += [f"  - {message}" for message in messages]
     return "\n".join(lines)
 
 

@@ -66,6 +66,8 @@ def test_defaults_follow_the_bbfl_paper(tmp_path, fundus_dir):
     assert parser.get_parsed_content("class_counts") == [12, 8, 4]
     sampler = parser.get_parsed_content("train#sampler")
     assert isinstance(sampler, BatchBalancedSampler)
+    loader = parser.get_parsed_content("train#dataloader")  # the batch size stated once: the sampler's batches
+    assert loader.batch_sampler is sampler.batch_sampler and loader.batch_size is None
     loss = parser.get_parsed_content("loss")
     assert isinstance(loss, FocalLoss) and loss.gamma == 2.0 and loss.alpha is None and loss.weight is None
     network = parser.get_parsed_content("network_def")
@@ -136,14 +138,15 @@ def test_resume_after_interruption_and_no_silent_overwrite(tmp_path, fundus_dir,
     assert isinstance(error.value.__cause__, FileExistsError) and "--resume true" in str(error.value.__cause__)
 
     parser = parse_bundle(BUNDLE, ["train"], {**args, "num_epochs": 2, "resume": "true"})
-    epochs_run = []
-    parser.get_parsed_content("train#trainer").add_event_handler(
-        Events.EPOCH_STARTED, lambda engine: epochs_run.append(engine.state.epoch)
-    )
+    epochs_run, sampler_epochs = [], set()
+    trainer, sampler = parser.get_parsed_content("train#trainer"), parser.get_parsed_content("train#sampler")
+    trainer.add_event_handler(Events.EPOCH_STARTED, lambda engine: epochs_run.append(engine.state.epoch))
+    trainer.add_event_handler(Events.ITERATION_STARTED, lambda engine: sampler_epochs.add(sampler.epoch))
     with caplog.at_level(logging.INFO):
         run_parsed(parser)
     assert "Restored all variables" in caplog.text
     assert epochs_run == [2]
+    assert sampler_epochs == {2}  # the batch_sampler form: the resumed epoch's batches
     assert (tmp_path / "models" / "last_checkpoint_epoch=2.pt").is_file()
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import pytest
 import torch
+import torch.nn.functional as F
 from monai.losses import DiceLoss, TverskyLoss
 
+from monai_imbalance.errors import UserError
 from monai_imbalance.losses import (
     LOSS_NAMES,
     AdaptiveLogarithmicLoss,
@@ -17,6 +20,7 @@ from monai_imbalance.losses import (
     FocalTverskyLoss,
     LDAMLoss,
     LMFLoss,
+    LossSettingError,
     get_loss,
 )
 
@@ -42,7 +46,7 @@ def test_classification_bundle_call(name, weight):
     """Classification bundles always pass class_counts and weight and switch only the name."""
     loss = get_loss(name, class_counts=COUNTS, weight=weight)
     if weight is not None:
-        torch.testing.assert_close(loss.weight, torch.tensor(WEIGHT))
+        torch.testing.assert_close(loss.weight, torch.tensor(WEIGHT, dtype=torch.float64))
     logits, labels = _classification()
     for target in (labels, labels.unsqueeze(1)):
         value = loss(logits, target)
@@ -122,7 +126,7 @@ def test_common_keywords_not_used_by_a_loss_are_dropped():
     [
         ("cross_entropy", {}, "unknown loss name"),
         ("ldam", {}, "needs class_counts"),
-        ("focal", {"sigmoid": True, "softmax": True}, "incompatible"),
+        ("focal", {"sigmoid": True, "softmax": True}, "sigmoid=True and softmax=True contradict"),
         ("focal", {"softmax": False}, "takes logits"),
         ("focal", {"gammma": 2.0}, r"unknown keyword\(s\) \['gammma'\].*'gamma'"),
         ("dice", {"omega": 10.0}, "unknown keyword"),
@@ -196,3 +200,92 @@ def test_monai_losses_keep_monai_values():
         kwargs = {"alpha": 0.3, "beta": 0.7} if name == "tversky" else {}
         expected = reference(softmax=True, to_onehot_y=True, **kwargs)(logits, labels)
         torch.testing.assert_close(ours(logits, labels), expected)
+
+
+@pytest.mark.parametrize("name", LOSS_NAMES)
+@pytest.mark.parametrize(
+    ("flags", "extra", "named"),
+    [
+        ({"sigmoid": True, "softmax": True}, {}, "sigmoid=True and softmax=True"),
+        ({"sigmoid": True}, {"other_act": torch.tanh}, "sigmoid=True and other_act"),
+        ({"softmax": True}, {"other_act": torch.tanh}, "softmax=True and other_act"),
+    ],
+)
+def test_contradictory_activation_flags_are_refused_for_every_loss(name, flags, extra, named):
+    """Every loss name: two activations end in one UserError naming both flags (never one silently dropped)."""
+    kwargs = {"class_counts": COUNTS} if name in ("ldam", "lmf", "lmf_official") else {}
+    with pytest.raises(LossSettingError, match=rf"{re.escape(named)} contradict each other"):
+        get_loss(name, **flags, **kwargs, **extra)
+    assert issubclass(LossSettingError, UserError) and issubclass(LossSettingError, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        ({"sigmoid": True, "use_softmax": True}, "sigmoid=True and use_softmax=True"),
+        ({"softmax": True, "use_softmax": False}, "softmax=True and use_softmax=False"),
+    ],
+)
+def test_focal_use_softmax_against_the_bundle_activation_is_refused(flags, named):
+    """The nuclei bundle calls get_loss(name, sigmoid=True, **loss_kwargs); loss_kwargs={use_softmax: true} used to
+    drop sigmoid=True and give a softmax over one channel: a loss of exactly 0 with zero gradient."""
+    with pytest.raises(LossSettingError, match=rf"{re.escape(named)} contradict each other"):
+        get_loss("focal", **flags)
+
+
+def test_focal_use_softmax_agreeing_with_the_bundle_activation_is_accepted():
+    logits = torch.randn(2, 1, 4, 4)
+    mask = (torch.rand(2, 1, 4, 4) > 0.5).float()
+    loss = get_loss("focal", sigmoid=True, use_softmax=False)
+    assert loss.monai_semantics and loss.sigmoid
+    assert loss(logits, mask) > 0
+    assert get_loss("focal", softmax=True, use_softmax=True).monai_semantics
+    assert get_loss("focal", sigmoid=True, use_softmax=None).sigmoid  # None: not given
+
+
+@pytest.mark.parametrize("name", ["dice", "jaccard", "tversky", "focal_tversky", "combo", "all"])
+def test_a_softmax_over_one_channel_is_refused(name):
+    """MONAI only warns and uses the raw logits (Dice family); the loss would be constant with zero gradient."""
+    loss = get_loss(name, softmax=True)
+    with pytest.raises(LossSettingError, match=r"softmax=True on a one-channel output"):
+        loss(torch.randn(2, 1, 4, 4), (torch.rand(2, 1, 4, 4) > 0.5).float())
+
+
+def test_monai_focal_softmax_over_one_channel_is_refused():
+    with pytest.raises(LossSettingError, match=r"use_softmax=True on a one-channel output"):
+        FocalLoss(use_softmax=True)(torch.randn(2, 1, 4, 4), (torch.rand(2, 1, 4, 4) > 0.5).float())
+    with pytest.raises(ValueError, match="at least 2 channels"):  # the package's softmax losses refused it already
+        get_loss("focal")(torch.randn(2, 1, 4, 4), torch.zeros(2, 1, 4, 4))
+
+
+@pytest.mark.parametrize("name", ["ce", "focal", "ldam", "lmf", "lmf_official", "combo"])
+def test_class_weights_alpha_and_margins_follow_float64_input(name):
+    """Buffers are stored in float64 and cast to the input's dtype at use: float64 input matches a float64
+    reference to 1e-12 on sums (float32 buffers were 1e-6 off ``F.cross_entropy``)."""
+    weight = [1 / 3, 2 / 3, 1.1]
+    gen = torch.Generator().manual_seed(3)
+    logits = torch.randn(64, 3, generator=gen, dtype=torch.float64)
+    labels = torch.randint(0, 3, (64,), generator=gen)
+    kwargs = {"class_counts": COUNTS} if name in ("ldam", "lmf", "lmf_official") else {}
+    if name == "combo":
+        kwargs["softmax"] = True
+    loss = get_loss(name, weight=weight, reduction="sum", **kwargs)
+    for buffer in (loss.weight, getattr(loss, "margins", None)):
+        assert buffer is None or buffer.dtype == torch.float64
+    if name == "ce":
+        expected = F.cross_entropy(logits, labels, weight=torch.tensor(weight, dtype=torch.float64), reduction="sum")
+        assert loss(logits, labels).item() == pytest.approx(expected.item(), rel=1e-13)
+    # float64 in, float64 out, and the same value as the loss built on float64 vectors
+    assert loss(logits, labels).dtype == torch.float64
+    float32 = loss(logits.float(), labels)
+    assert float32.dtype == torch.float32
+    assert float32.item() == pytest.approx(loss(logits, labels).item(), rel=1e-5)
+
+
+def test_focal_alpha_vector_follows_float64_input():
+    alpha = [1 / 3, 2 / 3, 0.1]
+    logits, labels = torch.randn(16, 3, dtype=torch.float64), torch.randint(0, 3, (16,))
+    loss = FocalLoss(gamma=0.0, alpha=alpha, sigmoid=False, reduction="none")
+    assert loss.alpha_vector.dtype == torch.float64
+    expected = F.cross_entropy(logits, labels, reduction="none") * torch.tensor(alpha, dtype=torch.float64)[labels]
+    torch.testing.assert_close(loss(logits, labels), expected, rtol=1e-14, atol=0)

@@ -28,8 +28,8 @@ def test_uniform_then_drw_weights_in_place():
     loss = LDAMLoss(COUNTS, weight=[1.0, 1.0, 1.0])
     buffer = loss.weight
     seen = _record_weights(loss, DeferredReweighting(loss, COUNTS, start_epoch=2, beta=0.999), max_epochs=4)
-    drw = drw_class_weights(COUNTS, 0.999)
-    assert [torch.equal(w, torch.ones(3)) for w in seen] == [True, True, False, False]
+    drw = drw_class_weights(COUNTS, 0.999, dtype=torch.float64)
+    assert [torch.equal(w, torch.ones(3, dtype=torch.float64)) for w in seen] == [True, True, False, False]
     torch.testing.assert_close(seen[2], drw)
     torch.testing.assert_close(seen[3], drw)
     assert loss.weight is buffer  # updated in place: optimisers, .to() moves and references stay valid
@@ -40,7 +40,7 @@ def test_creates_the_buffer_when_the_loss_has_no_weights():
     assert loss.weight is None
     handler = DeferredReweighting(loss, COUNTS, start_epoch=0)
     seen = _record_weights(loss, handler, max_epochs=1)
-    torch.testing.assert_close(seen[0], drw_class_weights(COUNTS))
+    torch.testing.assert_close(seen[0], drw_class_weights(COUNTS, dtype=torch.float64))
     assert "weight" in dict(loss.named_buffers())
 
 
@@ -60,9 +60,9 @@ def test_a_created_buffer_goes_to_the_trainer_device():
 def test_update_by_epoch_index_and_resume():
     loss = LDAMLoss(COUNTS)
     handler = DeferredReweighting(loss, COUNTS, start_epoch=160)
-    assert torch.equal(handler.update(159), torch.ones(3))
-    torch.testing.assert_close(handler.update(170), drw_class_weights(COUNTS))  # a run resumed late
-    torch.testing.assert_close(handler.update(3), torch.ones(3))
+    assert torch.equal(handler.update(159), torch.ones(3, dtype=torch.float64))
+    torch.testing.assert_close(handler.update(170), drw_class_weights(COUNTS, dtype=torch.float64))  # resumed late
+    torch.testing.assert_close(handler.update(3), torch.ones(3, dtype=torch.float64))
 
 
 def test_other_buffer_names_and_dtypes():
@@ -92,7 +92,7 @@ def test_changes_the_training_loss_in_a_supervised_trainer():
     trainer.run()
     assert losses_per_epoch[0] == pytest.approx(losses_per_epoch[1])
     assert losses_per_epoch[2] != pytest.approx(losses_per_epoch[1])
-    torch.testing.assert_close(loss.weight, drw_class_weights(COUNTS))
+    torch.testing.assert_close(loss.weight, drw_class_weights(COUNTS, dtype=torch.float64))
 
 
 def test_bad_arguments():

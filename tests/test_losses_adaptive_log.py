@@ -172,3 +172,19 @@ def test_inner_dice_authors_equals_the_reference_dice():
         get_loss("all", sigmoid=True, inner_dice="keras")
     with pytest.raises(ValueError, match="set by the loss name"):
         get_loss("all", sigmoid=True, inner_dice="authors", batch=False)
+
+
+def test_last_inner_loss_is_the_wrapped_loss_on_its_own_scale():
+    """The segmentation bundles log it as train/dice_loss: ALL's value (~14 untrained) beside a 0..1 Dice loss."""
+    gen = torch.Generator().manual_seed(0)
+    logits, mask = torch.randn(2, 1, 8, 8, generator=gen), (torch.rand(2, 1, 8, 8, generator=gen) > 0.5).float()
+    loss = AdaptiveLogarithmicLoss(DiceLoss(sigmoid=True))
+    assert loss.last_inner_loss is None
+    value = loss(logits, mask)
+    dice = DiceLoss(sigmoid=True)(logits, mask)
+    torch.testing.assert_close(loss.last_inner_loss, dice)
+    assert not loss.last_inner_loss.requires_grad and 0 <= loss.last_inner_loss <= 1
+    torch.testing.assert_close(value, adaptive_log_loss(dice))
+    per_image = AdaptiveLogarithmicLoss(DiceLoss(sigmoid=True, reduction="none"))
+    per_image(logits, mask)
+    torch.testing.assert_close(per_image.last_inner_loss, DiceLoss(sigmoid=True, reduction="none")(logits, mask).mean())

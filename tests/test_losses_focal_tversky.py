@@ -83,9 +83,9 @@ def test_bad_arguments():
         FocalTverskyLoss(gamma=0.0)
     with pytest.raises(ValueError, match="alpha"):
         FocalTverskyLoss(alpha=-0.1)
-    with pytest.raises(ValueError, match="Incompatible"):
+    with pytest.raises(ValueError, match="sigmoid=True and softmax=True contradict"):
         FocalTverskyLoss(sigmoid=True, softmax=True)
-    with pytest.raises(ValueError, match="single channel"):
+    with pytest.raises(ValueError, match="one-channel output"):
         FocalTverskyLoss(softmax=True)(torch.randn(1, 1, 4, 4), torch.zeros(1, 1, 4, 4))
     with pytest.raises(ValueError, match="does not match input shape"):
         FocalTverskyLoss(sigmoid=True)(torch.randn(1, 2, 4, 4), torch.zeros(1, 2, 4, 5))

@@ -136,7 +136,7 @@ def test_official_weighting_by_hand(reduction):
     multiplies the margins; an ignored element leaves both normalisers."""
     logits, labels = torch.randn(6, 4), torch.tensor([0, 1, 2, 3, 1, -1])
     weight = torch.tensor([1.0, 2.0, 0.5, 1.0])
-    m = ldam_margins(COUNTS) * weight
+    m = ldam_margins(COUNTS).float() * weight
     kw = {"ignore_index": -1, "reduction": "none"}
     ldam = ldam_loss(logits, labels, COUNTS, **kw)
     focal = focal_loss(logits, labels, 1.5, **kw)

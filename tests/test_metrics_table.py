@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -48,3 +49,24 @@ def test_print_metrics_table_prints_the_keys_in_the_file(tmp_path, capsys):
     assert f"test ({metrics_file}):" in text and f"repeatability ({metrics_file}):" in text
     assert "95% limits of agreement" in text and "absent" not in text
     assert print_metrics_table(metrics_file, "absent") == "" and capsys.readouterr().out == ""
+
+
+def test_per_class_rows_follow_class_names_not_the_alphabet(tmp_path):
+    """metrics.json stores per_class with sorted keys; the table lists the classes in class_names (ISIC) order."""
+    names = ["MEL", "NV", "BCC", "AKIEC"]
+    report = {"accuracy": 0.5, "class_names": names, "per_class": {n: {"f1": i / 10} for i, n in enumerate(names)}}
+    path = tmp_path / "metrics.json"
+    update_metrics_json(path, {"test": report})
+    assert list(json.loads(path.read_text())["test"]["per_class"]) == sorted(names)  # as stored
+    text = print_metrics_table(path, ["test"])
+    rows = [line.split()[0] for line in text.splitlines() if line.startswith("  ")]
+    assert rows == names
+    extra = {**report, "per_class": {**report["per_class"], "VASC": {"f1": 1.0}}}  # a class not in class_names
+    rows = [line.split()[0] for line in metrics_table({"t": extra}).splitlines() if line.startswith("  ")]
+    assert rows == [*names, "VASC"]
+
+
+def test_report_warnings_are_listed_below_the_table():
+    text = metrics_table({"validation": {**VALIDATION, "warnings": ["one"]}, "test": {**TEST, "warnings": []}})
+    assert text.endswith("WARNING (validation):\n  - one")
+    assert metrics_table({"test": {"accuracy": 1.0, "warnings": ["a", "b"]}}).endswith("WARNING:\n  - a\n  - b")

@@ -13,7 +13,15 @@ from monai.engines import SupervisedTrainer
 from torch.utils.data import DistributedSampler, RandomSampler
 
 import monai_imbalance.data.samplers as samplers_module
-from monai_imbalance.data import BatchBalancedSampler, OverSampler, UnderSampler, get_sampler
+from monai_imbalance.data import (
+    BatchBalancedSampler,
+    ClassBatchSampler,
+    OverSampler,
+    SamplerBatchSizeError,
+    UnderSampler,
+    get_sampler,
+)
+from monai_imbalance.errors import UserError
 
 COUNTS = (50, 7, 3)
 
@@ -241,7 +249,7 @@ def test_supervised_trainer_calls_set_epoch_every_epoch():
 
 @pytest.mark.parametrize("name", ["batch_balanced", "over", "under", "none"])
 def test_documented_bundle_config_instantiates_train_dataloader_sampler(name):
-    snippet = yaml.safe_load(literal_block(samplers_module.__doc__, "In a bundle\nconfig"))
+    snippet = yaml.safe_load(literal_block(samplers_module.__doc__, "In a bundle config"))
     labels = make_labels()
     config = {
         **snippet,
@@ -253,12 +261,12 @@ def test_documented_bundle_config_instantiates_train_dataloader_sampler(name):
     config["train"]["dataset"] = {"_target_": "Dataset", "data": "@train_datalist"}
     parser = ConfigParser(config)
     loader = parser.get_parsed_content("train#dataloader")
-    sampler = parser.get_parsed_content("train#dataloader#sampler")
+    sampler = parser.get_parsed_content("train#sampler")
     if name == "none":
-        assert sampler is None and isinstance(loader.sampler, RandomSampler)
+        assert sampler is None and isinstance(loader.sampler, RandomSampler) and loader.batch_size == 6
         return
     expected = {"batch_balanced": BatchBalancedSampler, "over": OverSampler, "under": UnderSampler}[name]
-    assert type(sampler) is expected and loader.sampler is sampler and sampler.seed == 3
+    assert type(sampler) is expected and loader.batch_sampler is sampler.batch_sampler and sampler.seed == 3
     assert [b["index"].tolist() for b in loader] == sampler.index_batches().tolist()
 
 
@@ -365,3 +373,73 @@ def test_resamplers_accept_any_batch_size_but_check_labels():
     assert len(OverSampler([0, 1, 1, 2], batch_size=1)) == 6
     with pytest.raises(ValueError, match="no samples"):
         UnderSampler([0, 2], batch_size=2)
+
+
+# --- the batch_sampler form and the loader's batch size -------------------------------------------------------------
+@pytest.mark.parametrize("cls", [BatchBalancedSampler, OverSampler, UnderSampler])
+def test_batch_sampler_form_yields_the_same_whole_batches(cls):
+    """``DataLoader(batch_sampler=sampler.batch_sampler)``: the batch size is stated once, in the sampler."""
+    labels = make_labels()
+    data = [{"index": i, "label": int(y)} for i, y in enumerate(labels)]
+    sampler = cls(labels, batch_size=9, seed=7)
+    view = sampler.batch_sampler
+    assert isinstance(view, ClassBatchSampler) and view is sampler.batch_sampler and view.batch_size == 9
+    view.set_epoch(2)
+    assert sampler.epoch == 2
+    loader = DataLoader(Dataset(data), batch_sampler=view, num_workers=2)
+    batches = [batch["index"].tolist() for batch in loader]
+    assert batches == sampler.index_batches().tolist() and len(loader) == len(view) == len(batches)
+    old_form = DataLoader(Dataset(data), sampler=sampler, batch_size=9, shuffle=False)
+    assert [batch["index"].tolist() for batch in old_form] == batches
+    with pytest.raises(ValueError, match="mutually exclusive"):  # PyTorch refuses a second batch size itself
+        DataLoader(Dataset(data), batch_sampler=view, batch_size=8)
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_a_loader_batch_size_that_breaks_the_balance_is_refused(drop_last):
+    """BatchBalancedSampler(batch_size=32) in DataLoader(batch_size=16) gave [7, 9], [9, 7], [10, 6] silently."""
+    labels = make_labels((60, 40))
+    sampler = BatchBalancedSampler(labels, batch_size=32, seed=0)
+    loader = DataLoader(Dataset(list(range(100))), sampler=sampler, batch_size=16, drop_last=drop_last)
+    with pytest.raises(SamplerBatchSizeError, match=r"batch_size=16 differs from the sampler's batch_size=32"):
+        next(iter(loader))
+    assert issubclass(SamplerBatchSizeError, UserError) and issubclass(SamplerBatchSizeError, ValueError)
+    assert len(list(sampler)) == len(sampler)  # iterated directly (no loader): nothing to check
+
+
+def test_two_replicas_batch_samplers_take_their_whole_batches():
+    labels = make_labels()
+    full = BatchBalancedSampler(labels, batch_size=6, num_batches=4, num_replicas=1, rank=0)
+    parts = [BatchBalancedSampler(labels, batch_size=6, num_batches=4, num_replicas=2, rank=r) for r in (0, 1)]
+    got = [list(p.batch_sampler) for p in parts]
+    assert [len(p.batch_sampler) for p in parts] == [2, 2]
+    assert got[0] + got[1] == [full.index_batches().tolist()[i] for i in (0, 2, 1, 3)]
+
+
+def test_supervised_trainer_sets_the_batch_sampler_epoch_once_attached():
+    """MONAI sets the epoch of ``data_loader.sampler`` only; ``attach`` does it for the batch_sampler form, giving
+    the batches of the sampler= form epoch by epoch."""
+    labels = make_labels()
+    data = [{"image": torch.zeros(2), "index": i, "label": int(y)} for i, y in enumerate(labels)]
+    sampler = BatchBalancedSampler(labels, batch_size=9, seed=8)
+    loader = DataLoader(Dataset(data), batch_sampler=sampler.batch_sampler)
+    network = torch.nn.Linear(2, 3)
+    collect = _Collect()
+    trainer = SupervisedTrainer(
+        device=torch.device("cpu"),
+        max_epochs=2,
+        train_data_loader=loader,
+        network=network,
+        optimizer=torch.optim.SGD(network.parameters(), lr=0.1),
+        loss_function=torch.nn.CrossEntropyLoss(),
+        train_handlers=[collect],
+    )
+    sampler.batch_sampler.attach(trainer)
+    sampler.batch_sampler.attach(trainer)  # attaching twice registers once
+    trainer.run()
+    reference = BatchBalancedSampler(labels, batch_size=9, seed=8)
+    for epoch in (1, 2):
+        reference.set_epoch(epoch)
+        assert collect.epochs[epoch] == reference.index_batches().tolist()
+    with pytest.raises(TypeError, match="class sampler"):
+        ClassBatchSampler(RandomSampler(data))

@@ -11,11 +11,13 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from bundle_runner import BUNDLES, parse_bundle, quick_run_overrides, run_bundle, tiny_dermamnist_overrides
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
+from monai_imbalance.losses import adaptive_log_loss
 from monai_imbalance.metrics.classification import CLASSIFICATION_METRIC_NAMES
 
 pytestmark = pytest.mark.e2e
@@ -213,8 +215,15 @@ def segmentation_run(tmp_path_factory, shared_data):
 def test_segmentation_tags_and_table(segmentation_run):
     root, evaluation = segmentation_run
     training = _events(root / "logs").Tags()
-    assert set(training["scalars"]) == {"train/loss", *(f"val/{s}" for s in SEGMENTATION_SCORES)}
+    assert set(training["scalars"]) == {"train/loss", "train/dice_loss", *(f"val/{s}" for s in SEGMENTATION_SCORES)}
     assert set(training["images"]) == {"val/overlays"}
+    # ALL (the default loss) beside the Dice loss it wraps: train/dice_loss on Dice's scale, train/loss = ALL of it
+    events = _events(root / "logs")
+    dice = {e.step: e.value for e in events.Scalars("train/dice_loss")}
+    loss = {e.step: e.value for e in events.Scalars("train/loss")}
+    assert dice.keys() == loss.keys() and all(0.0 <= v <= 1.0 for v in dice.values())
+    for step, value in dice.items():
+        assert loss[step] == pytest.approx(adaptive_log_loss(torch.tensor(value)).item(), rel=1e-5, abs=1e-6)
     evaluate = _events(root / "logs" / "evaluate")
     assert set(evaluate.Tags()["scalars"]) == {f"test/{s}" for s in SEGMENTATION_SCORES}
     assert set(evaluate.Tags()["images"]) == {"test/overlays"}

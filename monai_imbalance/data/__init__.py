@@ -25,7 +25,14 @@ from .loading import (
 from .medmnist import MEDMNIST_CLASS_NAMES, download_medmnist, load_medmnist_datalists, medmnist_url
 from .repeat_evaluation import REPEAT_MODES, REPEAT_UNIT_KEY, RepeatEvaluationDataset, repeat_units
 from .repeats import RepeatAcquisitions
-from .samplers import BatchBalancedSampler, OverSampler, UnderSampler, get_sampler
+from .samplers import (
+    BatchBalancedSampler,
+    ClassBatchSampler,
+    OverSampler,
+    SamplerBatchSizeError,
+    UnderSampler,
+    get_sampler,
+)
 from .segmentation_datalists import (
     DEFAULT_SEGMENTATION_FRACTIONS,
     SEGMENTATION_FORMATS,
@@ -49,6 +56,7 @@ __all__ = [
     "REPEAT_UNIT_KEY",
     "SEGMENTATION_FORMATS",
     "BatchBalancedSampler",
+    "ClassBatchSampler",
     "DataCheckError",
     "DataFilesNotFoundError",
     "DatalistReport",
@@ -56,6 +64,7 @@ __all__ = [
     "OverSampler",
     "RepeatAcquisitions",
     "RepeatEvaluationDataset",
+    "SamplerBatchSizeError",
     "UnderSampler",
     "as_class_indices",
     "available_memory_bytes",

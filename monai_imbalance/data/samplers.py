@@ -12,32 +12,43 @@ they plug into any MONAI ``Dataset``/``DataLoader``:
 
 Pairing with a data loader
 --------------------------
-Pass the sampler with the *same* batch size and no shuffling, so that the loader's batches are the
-sampler's groups::
+State the batch size once, in the sampler, and hand the loader its whole batches (``sampler.batch_sampler``, a
+:class:`ClassBatchSampler`); PyTorch then refuses any ``batch_size``/``shuffle``/``sampler`` given to the loader
+as well::
 
     sampler = BatchBalancedSampler(labels, batch_size=32, seed=0)
-    loader = monai.data.DataLoader(dataset, sampler=sampler, batch_size=32, shuffle=False, num_workers=2)
+    loader = monai.data.DataLoader(dataset, batch_sampler=sampler.batch_sampler, num_workers=2)
 
-``len(sampler)`` is always a multiple of ``batch_size``, so no partial batch occurs. In a bundle
-config (``get_sampler`` returns ``None`` for ``"none"``, which restores plain shuffling)::
+The older form ``DataLoader(dataset, sampler=sampler, batch_size=32, shuffle=False)`` still works with the *same*
+batch size; a different one would cut the sampler's groups into unbalanced batches (a batch size of 16 under
+``batch_size=32`` gave ``[7, 9], [9, 7], [10, 6]``), so it is refused (:class:`SamplerBatchSizeError`) when the
+loader starts drawing: the sampler checks the ``torch.utils.data.BatchSampler`` that draws from it.
+``len(sampler)`` is always a multiple of ``batch_size``, so no partial batch occurs. In a bundle config
+(``get_sampler`` returns ``None`` for ``"none"``, which restores plain shuffling)::
 
     imports: ["$import monai_imbalance"]
     sampler_name: batch_balanced   # none | batch_balanced | over | under
     train:
+      sampler: "$monai_imbalance.data.get_sampler(@sampler_name, [d['label'] for d in @train_datalist],
+                 @batch_size, seed=@seed)"
+      batch_sampler: "$getattr(@train#sampler, 'batch_sampler', None)"
       dataloader:
         _target_: DataLoader
         dataset: "@train#dataset"
-        sampler: "$monai_imbalance.data.get_sampler(@sampler_name, [d['label'] for d in @train_datalist],
-                   @batch_size, seed=@seed)"
-        batch_size: "@batch_size"
-        shuffle: "$@train#dataloader#sampler is None"
+        batch_sampler: "@train#batch_sampler"
+        batch_size: "$@batch_size if @train#batch_sampler is None else 1"
+        shuffle: "$@train#sampler is None"
+    run:
+    - "$@train#batch_sampler is None or @train#batch_sampler.attach(@train#trainer)"   # set_epoch every epoch
 
 Epochs and determinism
 ----------------------
 The samplers subclass :class:`torch.utils.data.DistributedSampler`; MONAI's ``Workflow`` (e.g.
 ``SupervisedTrainer``) detects that type on ``data_loader.sampler`` and calls ``set_epoch(epoch)`` when
-every epoch starts (with plain PyTorch loops, call it yourself). The indices are a deterministic
-function of ``(seed, epoch)`` and change from epoch to epoch.
+every epoch starts. In the ``batch_sampler`` form ``data_loader.sampler`` is PyTorch's default, so
+``sampler.batch_sampler.attach(trainer)`` registers the same call (``set_epoch(engine.state.epoch)`` at
+``EPOCH_STARTED``: both forms give the same batches). With plain PyTorch loops, call ``set_epoch`` yourself.
+The indices are a deterministic function of ``(seed, epoch)`` and change from epoch to epoch.
 
 Class streams. The indices of class ``c`` (``N_c`` samples) are taken from a stream, and an epoch
 consumes ``q_c`` of them:
@@ -94,17 +105,30 @@ for equal). The segmentation bundles use them in the training transforms instead
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DistributedSampler
+from monai.utils import IgniteInfo, min_version, optional_import
+from torch.utils.data import BatchSampler, DistributedSampler
 
 from monai_imbalance.data.class_weights import as_class_indices
-from monai_imbalance.errors import check_choice
+from monai_imbalance.errors import UserError, check_choice
 
-__all__ = ["SAMPLER_NAMES", "BatchBalancedSampler", "OverSampler", "UnderSampler", "get_sampler"]
+__all__ = [
+    "SAMPLER_NAMES",
+    "BatchBalancedSampler",
+    "ClassBatchSampler",
+    "OverSampler",
+    "SamplerBatchSizeError",
+    "UnderSampler",
+    "get_sampler",
+]
+
+Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 
 SAMPLER_NAMES = ("none", "batch_balanced", "over", "under")
 
@@ -112,6 +136,25 @@ SAMPLER_NAMES = ("none", "batch_balanced", "over", "under")
 _CARRY_STREAM, _CYCLE_STREAM, _LAYOUT_STREAM = 0, 1, 2
 
 LabelsLike = Sequence[int] | np.ndarray | torch.Tensor
+
+
+class SamplerBatchSizeError(UserError, ValueError):
+    """A data loader draws batches of another size than the class sampler's ``batch_size``."""
+
+
+def _drawing_batch_sampler() -> BatchSampler | None:
+    """The ``torch.utils.data.BatchSampler`` whose ``__iter__`` is iterating the caller (two frames up), if any.
+
+    A ``DataLoader(sampler=s, batch_size=b)`` draws ``s`` through ``BatchSampler(s, b)``; this is the one place the
+    loader's batch size meets the sampler, so the sampler looks there. ``None`` when not found (another caller, or
+    a Python without frame access): nothing is checked then.
+    """
+    try:
+        frame = sys._getframe(2)
+    except (AttributeError, ValueError):
+        return None
+    owner = frame.f_locals.get("self")
+    return owner if isinstance(owner, BatchSampler) else None
 
 
 def _check_int(name: str, value: object, minimum: int) -> int:
@@ -253,7 +296,28 @@ class _ClassBalancedSampler(DistributedSampler):
         batches = self._layout(self._epoch_streams(), rng)
         return batches[self.rank :: self.num_replicas]
 
+    @property
+    def batch_sampler(self) -> ClassBatchSampler:
+        """This sampler's whole batches, for ``DataLoader(dataset, batch_sampler=sampler.batch_sampler)``."""
+        view = self.__dict__.get("_batch_view")
+        if view is None:
+            view = self.__dict__["_batch_view"] = ClassBatchSampler(self)
+        return view
+
     def __iter__(self) -> Iterator[int]:
+        """The indices of this rank's batches, batch after batch (the ``DataLoader(sampler=...)`` form).
+
+        Raises:
+            SamplerBatchSizeError: the ``BatchSampler`` drawing from this sampler has another batch size.
+        """
+        drawer = _drawing_batch_sampler()
+        if drawer is not None and drawer.sampler is self and drawer.batch_size != self.batch_size:
+            raise SamplerBatchSizeError(
+                f"the data loader's batch_size={drawer.batch_size} differs from the sampler's "
+                f"batch_size={self.batch_size}: its batches would cut the balanced groups apart; pass the sampler "
+                "as DataLoader(dataset, batch_sampler=sampler.batch_sampler) (the batch size stated once), or give "
+                "the loader the sampler's batch size"
+            )
         return iter(self.index_batches().ravel().tolist())
 
     def __len__(self) -> int:
@@ -267,6 +331,50 @@ class _ClassBalancedSampler(DistributedSampler):
         )
 
 
+class ClassBatchSampler(BatchSampler):
+    """The whole batches of a class sampler, for ``DataLoader(dataset, batch_sampler=...)``: get it as
+    ``sampler.batch_sampler``.
+
+    Yields this rank's batches (lists of dataset indices) of the sampler's current epoch; ``len`` is their number.
+    It is a ``torch.utils.data.BatchSampler`` (``batch_size`` and ``sampler`` attributes), so ignite's
+    ``ReproducibleBatchSampler`` accepts it. MONAI's trainer sets the epoch of ``data_loader.sampler`` only, which
+    is PyTorch's default sampler in this form: :meth:`attach` the view to the trainer (the bundles do it in ``run``).
+
+    Args:
+        sampler: a :class:`BatchBalancedSampler`, :class:`OverSampler` or :class:`UnderSampler`.
+    """
+
+    def __init__(self, sampler: _ClassBalancedSampler) -> None:
+        if not isinstance(sampler, _ClassBalancedSampler):
+            raise TypeError(f"sampler must be a class sampler of this module, got {type(sampler).__name__}")
+        super().__init__(sampler, sampler.batch_size, drop_last=False)
+        self.sampler: _ClassBalancedSampler = sampler
+
+    def __iter__(self) -> Iterator[list[int]]:
+        yield from self.sampler.index_batches().tolist()
+
+    def __len__(self) -> int:
+        return self.sampler.num_samples // self.sampler.batch_size
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the sampler's epoch (its batches are a function of ``(seed, epoch)``)."""
+        self.sampler.set_epoch(epoch)
+
+    def epoch_started(self, engine: Any) -> None:
+        """``set_epoch(engine.state.epoch)``, what MONAI's ``Workflow`` does for ``data_loader.sampler``."""
+        self.set_epoch(engine.state.epoch)
+
+    def attach(self, engine: Any) -> None:
+        """Call :meth:`epoch_started` at every ``EPOCH_STARTED`` of ``engine`` (the trainer); attaching twice
+        registers once. A resumed run restores the trainer's epoch first, so it continues with that epoch's
+        batches."""
+        if not engine.has_event_handler(self.epoch_started, Events.EPOCH_STARTED):
+            engine.add_event_handler(Events.EPOCH_STARTED, self.epoch_started)
+
+    def __repr__(self) -> str:
+        return f"ClassBatchSampler({self.sampler!r})"
+
+
 class BatchBalancedSampler(_ClassBalancedSampler):
     """Yields dataset indices in groups of ``batch_size`` that hold every class equally (BBFL's batch balancing).
 
@@ -276,7 +384,9 @@ class BatchBalancedSampler(_ClassBalancedSampler):
     Minority classes repeat (drawn with replacement, stratified); majority classes are drawn without
     replacement, continuing across epochs until exhausted. The order within a batch is shuffled.
 
-    Use with ``DataLoader(dataset, sampler=sampler, batch_size=batch_size, shuffle=False)``.
+    Use with ``DataLoader(dataset, batch_sampler=sampler.batch_sampler)`` (and :meth:`ClassBatchSampler.attach` to a
+    MONAI trainer), or ``DataLoader(dataset, sampler=sampler, batch_size=batch_size, shuffle=False)``; another
+    loader batch size is refused (:class:`SamplerBatchSizeError`).
 
     Args:
         labels: one class index per dataset item, e.g. ``[d["label"] for d in datalist]`` (list, array or

@@ -32,6 +32,7 @@ from monai.utils import IgniteInfo, min_version, optional_import
 
 from monai_imbalance.handlers.classification_epoch import ClassificationEpochHandler
 from monai_imbalance.metrics.classification import CLASSIFICATION_METRIC_NAMES
+from monai_imbalance.metrics.degenerate import prediction_share_warnings
 from monai_imbalance.reporting import save_figure, update_metrics_json
 
 idist, _ = optional_import("ignite", IgniteInfo.OPT_IMPORT_VERSION, min_version, "distributed")
@@ -112,7 +113,9 @@ class ClassificationReportHandler(ClassificationEpochHandler):
         save_rank: the rank that writes in a multi-process run.
         name: logger name (default the engine's logger).
 
-    The report (see :func:`monai_imbalance.metrics.classification_report`) gains ``"epoch"``.
+    The report (see :func:`monai_imbalance.metrics.classification_report`) gains ``"epoch"`` and ``"warnings"``:
+    degenerate predictions (one class for >= 99% of the samples, :func:`monai_imbalance.metrics.
+    prediction_share_warnings`), also logged as warnings when the report is written.
     """
 
     def __init__(
@@ -165,6 +168,7 @@ class ClassificationReportHandler(ClassificationEpochHandler):
         report = self.metric.report(class_names=self.class_names)
         epoch = int(engine.state.epoch)
         report["epoch"] = epoch
+        report["warnings"] = prediction_share_warnings(report["confusion_matrix"], report["class_names"])
         self.last_report = report
         if idist.get_rank() != self.save_rank:
             return
@@ -176,6 +180,8 @@ class ClassificationReportHandler(ClassificationEpochHandler):
         if self.save_best_only and engine.state.best_metric_epoch != epoch:
             return
         update_metrics_json(self.metrics_file, {self.key: report})
+        for message in report["warnings"]:
+            self.logger.warning(f"{self.key} (epoch {epoch}): {message}")
         if self.figure_file is not None or self.summary_writer is not None:
             title = f"{self.key}, epoch {epoch}: accuracy {report['accuracy']:.3f}, macro-F1 {report['f1_macro']:.3f}"
             figure = plot_confusion_matrix(report["confusion_matrix"], report["class_names"], title=title)

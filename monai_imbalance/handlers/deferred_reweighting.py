@@ -56,7 +56,8 @@ class DeferredReweighting:
         attribute: name of the weight buffer on ``loss`` (``"weight"``; ``"class_weight"`` for MONAI losses).
         device: device of a buffer the handler has to create (when the loss has no weights yet); default the
             trainer's ``engine.state.device`` if it has one, else the CPU. An existing buffer keeps its device and
-            dtype.
+            dtype. A new buffer is float64 for this package's losses (they cast it to the input's dtype at use, so
+            float64 input gets unrounded weights) and float32 for others (``F.cross_entropy`` wants the input's).
 
     Raises:
         TypeError: ``loss`` is not a ``torch.nn.Module``.
@@ -82,7 +83,8 @@ class DeferredReweighting:
         self.beta = float(beta)
         self.attribute = attribute
         self.device = device
-        self.drw_weights = drw_class_weights(class_counts, self.beta)  # validates counts and beta; float32, CPU
+        # validates counts and beta; float64 on the CPU, as the losses' buffers (cast to the input's dtype at use)
+        self.drw_weights = drw_class_weights(class_counts, self.beta, dtype=torch.float64)
         existing = getattr(loss, attribute, None)
         if existing is not None and not isinstance(existing, torch.Tensor):
             raise TypeError(
@@ -120,7 +122,9 @@ class DeferredReweighting:
             if isinstance(buffer, torch.Tensor):
                 buffer.copy_(weights.reshape(buffer.shape))
             else:
-                buffer = weights.to(device=device if device is not None else "cpu")
+                ours = type(self.loss).__module__.startswith("monai_imbalance.")
+                dtype = torch.float64 if ours else torch.float32
+                buffer = weights.to(device=device if device is not None else "cpu", dtype=dtype)
                 if self.attribute in self.loss._buffers or not hasattr(self.loss, self.attribute):
                     self.loss.register_buffer(self.attribute, buffer)
                 else:

@@ -6,6 +6,7 @@ also defines: ``FocalLoss``, ``sigmoid_focal_loss`` and ``softmax_focal_loss`` r
 warning), so write ``monai_imbalance.losses.FocalLoss``.
 """
 
+from ._inputs import LossSettingError
 from .adaptive_log import AdaptiveLogarithmicLoss, adaptive_log_loss, log_branch_fraction
 from .combo import ComboLoss, combo_loss
 from .cross_entropy import CrossEntropyLoss, cross_entropy_loss
@@ -25,6 +26,7 @@ __all__ = [
     "FocalTverskyLoss",
     "LDAMLoss",
     "LMFLoss",
+    "LossSettingError",
     "adaptive_log_loss",
     "combo_loss",
     "cross_entropy_loss",

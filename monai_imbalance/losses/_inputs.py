@@ -25,7 +25,27 @@ import torch
 from monai.data import MetaTensor
 from monai.utils import LossReduction
 
+from monai_imbalance.errors import UserError
+
 ClassVector = Sequence[float] | torch.Tensor | np.ndarray
+
+
+class LossSettingError(UserError, ValueError):
+    """A loss was asked for with settings that contradict each other or the network's output (one line to fix)."""
+
+
+def check_softmax_channels(input: torch.Tensor, softmax: bool, flag: str = "softmax=True") -> None:
+    """Refuse a softmax over a one-channel output: it is 1 everywhere, so the loss is constant with zero gradient.
+
+    Raises:
+        LossSettingError: ``softmax`` with ``input.shape[1] == 1``.
+    """
+    if softmax and input.ndim >= 2 and input.shape[1] == 1:
+        raise LossSettingError(
+            f"{flag} on a one-channel output (input shape {tuple(input.shape)}): a softmax over one channel is 1 "
+            "everywhere, so the loss is constant and nothing is learned; use sigmoid=True for a binary (one-channel) "
+            "output, or give the network one channel per class."
+        )
 
 
 def plain_tensor(value: torch.Tensor) -> torch.Tensor:
@@ -75,15 +95,20 @@ def check_gamma(gamma: float, name: str = "gamma") -> float:
 def class_vector(
     value: ClassVector | None, name: str, low: float = 0.0, high: float | None = None
 ) -> torch.Tensor | None:
-    """Convert a per-class sequence to a 1-D float32 tensor, checking that its entries lie in ``[low, high]``.
+    """Convert a per-class sequence to a 1-D float64 tensor, checking that its entries lie in ``[low, high]``.
+
+    Float64 so that the losses can cast it to the input's dtype at use (``vec.to(input)``): float64 input then gets
+    the values as given, not their float32 rounding (1e-6 off ``F.cross_entropy`` on sums otherwise).
 
     Raises:
         ValueError: not 1-D, empty, not finite or out of range.
     """
     if value is None:
         return None
-    vec = torch.as_tensor(plain_tensor(value) if isinstance(value, torch.Tensor) else value).detach()
-    vec = vec.to(dtype=torch.float32)
+    if isinstance(value, torch.Tensor):
+        vec = plain_tensor(value).detach().to(dtype=torch.float64)
+    else:  # straight to float64: a Python list would otherwise be rounded to float32 on the way
+        vec = torch.as_tensor(np.asarray(value, dtype=np.float64))
     if vec.ndim != 1 or vec.numel() == 0:
         raise ValueError(
             f"{name} must be a non-empty 1-D sequence with one value per class, got shape {tuple(vec.shape)}."
@@ -336,8 +361,7 @@ def activate(
     if sigmoid:
         return torch.sigmoid(input)
     if softmax:
-        if input.shape[1] == 1:
-            raise ValueError("softmax over a single channel is constant; use sigmoid=True for a binary output.")
+        check_softmax_channels(input, softmax)
         return torch.softmax(input, dim=1)
     if other_act is not None:
         return other_act(input)
@@ -350,5 +374,10 @@ def check_activation(
     """At most one of ``sigmoid``, ``softmax``, ``other_act``; ``other_act`` callable."""
     if other_act is not None and not callable(other_act):
         raise TypeError(f"other_act must be None or callable, got {type(other_act).__name__}.")
-    if int(bool(sigmoid)) + int(bool(softmax)) + int(other_act is not None) > 1:
-        raise ValueError("Incompatible values: more than one of sigmoid=True, softmax=True, other_act.")
+    chosen = [
+        name
+        for name, on in (("sigmoid=True", sigmoid), ("softmax=True", softmax), ("other_act", other_act is not None))
+        if on
+    ]
+    if len(chosen) > 1:
+        raise LossSettingError(f"{' and '.join(chosen)} contradict each other: choose one activation.")

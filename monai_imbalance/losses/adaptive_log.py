@@ -40,7 +40,7 @@ from monai.losses import DiceLoss
 from monai.utils import LossReduction
 from torch.nn.modules.loss import _Loss
 
-from monai_imbalance.losses._inputs import check_overlap_target, check_reduction, reduce_loss
+from monai_imbalance.losses._inputs import check_overlap_target, check_reduction, check_softmax_channels, reduce_loss
 
 __all__ = ["AdaptiveLogarithmicLoss", "adaptive_log_loss", "log_branch_fraction"]
 
@@ -128,6 +128,12 @@ class AdaptiveLogarithmicLoss(_Loss):
     Attributes:
         last_log_branch_fraction: share of the values ALL saw in the last forward pass that fell in the log branch
             (a detached 0-dim tensor, ``None`` before the first call); read it with ``float(...)`` when needed.
+        last_inner_loss: the mean of the values ALL saw in the last forward pass (the wrapped loss, e.g. the Dice
+            loss), a detached 0-dim tensor (``None`` before the first call). Why: ALL's own value is on another
+            scale (``ALL(delta) = 1.82``, ``ALL(1) = 16.8`` with the defaults and the smooth form) and cannot be
+            read beside a Dice loss curve (0..1); the wrapped loss can, and compares directly with a run trained
+            on that loss. The segmentation bundles log it as ``train/dice_loss`` next to ``train/loss``. A
+            normalised ALL was not chosen: the value would no longer be the loss that is minimised.
 
     Targets are checked before the wrapped loss sees them: with a wrapped loss whose ``to_onehot_y`` is true (and
     more than one channel) a label map of whole class indices, otherwise masks with values in ``[0, 1]`` (0/255
@@ -140,6 +146,7 @@ class AdaptiveLogarithmicLoss(_Loss):
     """
 
     last_log_branch_fraction: torch.Tensor | None
+    last_inner_loss: torch.Tensor | None
 
     def __init__(
         self,
@@ -158,17 +165,20 @@ class AdaptiveLogarithmicLoss(_Loss):
         self.omega, self.epsilon, self.delta = _check_parameters(omega, epsilon, delta)
         self.form = _check_form(form)
         self.last_log_branch_fraction = None
+        self.last_inner_loss = None
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Pass ``input`` and ``target`` to the wrapped loss (its shape conventions apply), then ALL."""
         if input.dtype in (torch.float16, torch.bfloat16):
             input = input.float()
+        check_softmax_channels(input, bool(getattr(self.loss, "softmax", False)))
         to_onehot_y = bool(getattr(self.loss, "to_onehot_y", False))
         check_overlap_target(input, target, to_onehot_y, getattr(self.loss, "ignore_index", None))
         if input.shape[0] == 0 and getattr(self.loss, "reduction", "mean") != LossReduction.NONE.value:
             return input.sum() * 0.0  # an empty batch: zero loss, zero gradient (a reduced Dice loss would be nan)
         inner = self.loss(input, target)
         self.last_log_branch_fraction = log_branch_fraction(inner, self.delta)
+        self.last_inner_loss = inner.detach().float().mean()
         value = adaptive_log_loss(inner, self.omega, self.epsilon, self.delta, form=self.form)
         return value if value.ndim == 0 else reduce_loss(value, self.reduction)
 

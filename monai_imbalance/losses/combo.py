@@ -21,8 +21,10 @@ Sign of the negative BCE term: the widely copied version of that reference code 
 confident false positives; another version puts ``beta`` on both terms. This package uses the paper's
 ``-[beta t ln p + (1 - beta)(1 - t) ln(1 - p)]``, so its values differ from that code wherever ``t = 0``.
 
-Logarithms come from ``logsigmoid`` (sigmoid) or ``log_softmax`` (softmax) in float32; with probabilities given
-(no activation) they are clamped away from 0.
+Logarithms come from ``logsigmoid`` (sigmoid) or ``log_softmax`` (softmax) in float32 (float64 for float64 input),
+and ``ln(1 - p)`` is exact at any logit gap: ``logsigmoid(x) - x`` for sigmoid, a log-sum-exp over the other
+classes for the largest softmax class (``ln(-expm1(ln p))`` would round to ``ln 0`` once a class leads by ~16.6
+logits in float32 and floor the loss there). With probabilities given (no activation) they are clamped away from 0.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from monai_imbalance.losses._inputs import (
     check_activation,
     check_class_length,
     check_reduction,
+    check_softmax_channels,
     class_vector,
     dense_target,
     empty_batch_loss,
@@ -61,18 +64,42 @@ def _check_parameters(alpha: float, beta: float, smooth: float) -> tuple[float, 
     return alpha, beta, smooth
 
 
+def _log1m_softmax(log_p: torch.Tensor) -> torch.Tensor:
+    """``ln(1 - p_c)`` from ``ln p = log_softmax(x)`` along axis 1, exact to the working precision at any logit gap.
+
+    ``1 - p_c`` is the sum of the *other* classes' probabilities, so ``ln(1 - p_c) = LSE_{k != c}(ln p_k)``
+    (log-sum-exp over the other channels). That form is exact where ``p_c`` is the largest probability
+    (``p_c >= 1 / C``: a sum of positive terms none of which is lost), whereas ``ln(-expm1(ln p_c))`` fails there:
+    once a class leads by ~16.6 logits in float32 (~37 in float64) ``ln p_c`` rounds to 0 and ``1 - p_c`` to 0.
+    For every other channel ``p_c <= 1/2`` and the classic ``log1p(-exp(ln p_c))`` is exact (Maechler, "Accurately
+    computing log(1 - exp(-|a|))", 2012), so each channel takes the form that is exact for it.
+
+    Args:
+        log_p: ``log_softmax`` of logits ``(B, C[, *S])``, ``C >= 2``.
+
+    Returns:
+        ``ln(1 - p)`` of the input's shape and dtype; differentiable (first and second order).
+    """
+    top = log_p.argmax(dim=1, keepdim=True)
+    is_top = torch.zeros_like(log_p, dtype=torch.bool).scatter_(1, top, True)
+    # the largest class: log-sum-exp of the others (its own entry masked to -inf)
+    others = torch.logsumexp(log_p.masked_fill(is_top, -math.inf), dim=1, keepdim=True)
+    # the others (p <= 1/2): log1p(-p); the top entry is replaced by a harmless value so that no inf/nan enters
+    # the gradient of the branch torch.where does not select
+    rest = torch.log1p(-torch.exp(log_p.masked_fill(is_top, -1.0)))
+    return torch.where(is_top, others, rest)
+
+
 def _log_probs(input: torch.Tensor, sigmoid: bool, softmax: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(p, ln p, ln(1 - p))`` for logits (sigmoid/softmax) or probabilities (neither)."""
-    tiny = torch.finfo(input.dtype).tiny
+    """``(p, ln p, ln(1 - p))`` for logits (sigmoid/softmax) or probabilities (neither), each exact at any logit."""
     if sigmoid:
         log_p = F.logsigmoid(input)
         return torch.sigmoid(input), log_p, log_p - input  # ln(1 - sigmoid(x)) = logsigmoid(x) - x
     if softmax:
-        if input.shape[1] == 1:
-            raise ValueError("softmax over a single channel is constant; use sigmoid=True for a binary output.")
+        check_softmax_channels(input, softmax)
         log_p = torch.log_softmax(input, dim=1)
-        probs = log_p.exp()
-        return probs, log_p, torch.log(torch.expm1(log_p).neg().clamp_min(tiny))
+        return log_p.exp(), log_p, _log1m_softmax(log_p)
+    tiny = torch.finfo(input.dtype).tiny
     return input, torch.log(input.clamp_min(tiny)), torch.log((1.0 - input).clamp_min(tiny))
 
 

@@ -36,6 +36,10 @@ loss returns. (5) the official LMF setting (the LDAM margins as class weights of
 ``weight`` multiplies the margins. (6) MONAI's class with MONAI's values; targets are checked (whole class indices
 for ``to_onehot_y=True``, else masks in ``[0, 1]``) and an empty batch gives zero.
 
+Activation switches must agree: ``sigmoid=True`` with ``softmax=True``, with ``use_softmax=True`` (focal) or with
+``other_act`` is refused, naming both (a one-line error in a bundle run), and so is a softmax over a one-channel
+output when the loss is called (it is 1 everywhere: a constant loss with zero gradient).
+
 Every loss built here refuses non-integral or out-of-range class labels and overlap targets outside ``[0, 1]``
 (``ValueError``), and gives an empty batch (``B = 0``) a zero loss with a zero gradient.
 
@@ -58,7 +62,7 @@ from torch.nn.modules.loss import _Loss
 
 from monai_imbalance.errors import check_choice
 from monai_imbalance.losses._checked_monai import CheckedDiceLoss, CheckedTverskyLoss
-from monai_imbalance.losses._inputs import ClassVector
+from monai_imbalance.losses._inputs import ClassVector, LossSettingError
 from monai_imbalance.losses.adaptive_log import AdaptiveLogarithmicLoss
 from monai_imbalance.losses.combo import ComboLoss
 from monai_imbalance.losses.cross_entropy import CrossEntropyLoss
@@ -101,15 +105,42 @@ def _build(name: str, factory: Callable[..., Any], fixed: dict[str, Any], kwargs
     accepted = _accepted(factory)
     unknown = sorted(set(kwargs) - accepted)
     if unknown:
-        raise ValueError(
+        raise LossSettingError(
             f"get_loss({name!r}): unknown keyword(s) {unknown}; {factory.__name__} accepts "
             f"{sorted(accepted - set(fixed))} besides the common keywords class_counts, weight, sigmoid, softmax, "
             "to_onehot_y, include_background."
         )
     clash = sorted(set(kwargs) & set(fixed))
     if clash:
-        raise ValueError(f"get_loss({name!r}): keyword(s) {clash} are set by the loss name or a common keyword.")
+        raise LossSettingError(f"get_loss({name!r}): keyword(s) {clash} are set by the loss name or a common keyword.")
     return factory(**fixed, **kwargs)
+
+
+def _check_activation_flags(key: str, sigmoid: bool | None, softmax: bool | None, kwargs: dict[str, Any]) -> None:
+    """Refuse activation switches that contradict each other, naming both (one line for a bundle run).
+
+    The switches are the common ``sigmoid`` / ``softmax``, MONAI's ``use_softmax`` (``FocalLoss``) and ``other_act``
+    (the Dice family). A bundle passes its output's activation as a common keyword (``sigmoid=True`` for a
+    one-channel output); a loss-specific keyword that says otherwise (``loss_kwargs={use_softmax: true}``) used to
+    be dropped without a word, and a softmax over one channel gives a constant loss with zero gradient.
+    """
+    said: list[tuple[str, str]] = []  # (how the flag was written, the activation it means)
+    if sigmoid:
+        said.append(("sigmoid=True", "sigmoid"))
+    if softmax:
+        said.append(("softmax=True", "softmax"))
+    if kwargs.get("use_softmax") is not None:
+        use_softmax = bool(kwargs["use_softmax"])
+        said.append((f"use_softmax={use_softmax}", "softmax" if use_softmax else "sigmoid"))
+    if kwargs.get("other_act") is not None:
+        said.append(("other_act", "other_act"))
+    for i, (flag, meaning) in enumerate(said):
+        for other_flag, other_meaning in said[i + 1 :]:
+            if meaning != other_meaning:
+                raise LossSettingError(
+                    f"get_loss({key!r}): {flag} and {other_flag} contradict each other; give one activation "
+                    "(a bundle sets sigmoid=True for a one-channel output: drop the other from loss_kwargs)."
+                )
 
 
 def get_loss(
@@ -141,7 +172,9 @@ def get_loss(
         A ``torch.nn.modules.loss._Loss`` module called as ``loss(input, target)``.
 
     Raises:
-        ValueError: unknown name or keyword, missing ``class_counts``, or contradictory activation switches.
+        LossSettingError: (a ``UserError`` and ``ValueError``) unknown keyword, missing ``class_counts``, or
+            contradictory activation switches (``sigmoid``, ``softmax``, ``use_softmax``, ``other_act``), named both.
+        UnknownChoiceError: unknown name.
 
     Example:
         >>> get_loss("lmf", class_counts=[900, 90, 10], weight=None)
@@ -151,8 +184,9 @@ def get_loss(
     """
     key = str(name).strip().lower()
     check_choice(key, LOSS_NAMES, "loss name")
-    if sigmoid and softmax:
-        raise ValueError(f"get_loss({key!r}): sigmoid=True and softmax=True are incompatible.")
+    if kwargs.get("use_softmax", 0) is None:
+        del kwargs["use_softmax"]  # not given: the package's own focal loss
+    _check_activation_flags(key, sigmoid, softmax, kwargs)
     if weight is not None and key not in _WEIGHTED:
         warnings.warn(
             f"get_loss({key!r}): class weights are not used by this loss (only by {sorted(_WEIGHTED)}); ignored.",
@@ -164,18 +198,22 @@ def get_loss(
 
     if key in ("ce", "focal", "ldam", "lmf", "lmf_official"):
         if softmax is False and not sigmoid:
-            raise ValueError(f"get_loss({key!r}) takes logits: pass sigmoid=True or softmax=True (or neither).")
+            raise LossSettingError(
+                f"get_loss({key!r}) takes logits: pass sigmoid=True or softmax=True (or neither), not softmax=False."
+            )
         fixed: dict[str, Any] = {"weight": weight, **shape_kw}
         if key in ("ldam", "lmf", "lmf_official"):
             if sigmoid:
-                raise ValueError(f"get_loss({key!r}): the margin losses are softmax losses; sigmoid=True is invalid.")
+                raise LossSettingError(
+                    f"get_loss({key!r}): the margin losses are softmax losses; sigmoid=True is invalid."
+                )
             if class_counts is None:
-                raise ValueError(f"get_loss({key!r}) needs class_counts (training samples per class).")
+                raise LossSettingError(f"get_loss({key!r}) needs class_counts (training samples per class).")
             fixed["cls_num_list"] = class_counts
             if key == "lmf_official":
                 fixed["weighting"] = "official"
             return _build(key, LDAMLoss if key == "ldam" else LMFLoss, fixed, kwargs)
-        if not (key == "focal" and "use_softmax" in kwargs):  # use_softmax: MONAI's FocalLoss semantics
+        if not (key == "focal" and "use_softmax" in kwargs):  # use_softmax: MONAI's semantics (checked to agree)
             fixed["sigmoid"] = bool(sigmoid)
         return _build(key, CrossEntropyLoss if key == "ce" else FocalLoss, fixed, kwargs)
     if key == "combo":
@@ -190,7 +228,7 @@ def get_loss(
     all_kw = {k: kwargs.pop(k) for k in list(kwargs) if k in _ALL_KEYWORDS}
     inner_dice = kwargs.pop("inner_dice", "monai")
     if inner_dice not in ("monai", "authors"):
-        raise ValueError(
+        raise LossSettingError(
             f"get_loss('all'): inner_dice must be 'monai' (MONAI's DiceLoss defaults: per image, smooth 1e-5) or "
             f"'authors' (the ALL authors' Dice: pooled over the batch, smooth 1), got {inner_dice!r}."
         )

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.losses import FocalLoss as MonaiFocalLoss
@@ -59,6 +60,7 @@ from monai_imbalance.losses._inputs import (
     check_class_length,
     check_gamma,
     check_reduction,
+    check_softmax_channels,
     check_unit_interval,
     class_vector,
     empty_batch_loss,
@@ -313,7 +315,10 @@ def _monai_weight(weight: float | ClassVector | None) -> torch.Tensor | None:
     """MONAI's ``weight``: a scalar or one value per (kept) channel, all ``>= 0``."""
     if weight is None:
         return None
-    vec = torch.as_tensor(plain_tensor(weight) if isinstance(weight, torch.Tensor) else weight).detach().float()
+    if isinstance(weight, torch.Tensor):
+        vec = plain_tensor(weight).detach().double()
+    else:
+        vec = torch.as_tensor(np.asarray(weight, dtype=np.float64))
     if vec.ndim > 1 or not bool(torch.isfinite(vec).all()) or bool((vec < 0).any()):
         raise ValueError(f"weight must be a number or a 1-D sequence of finite values >= 0, got {vec.tolist()}.")
     return vec
@@ -423,6 +428,7 @@ class FocalLoss(_WeightedLoss):
     ) -> torch.Tensor:
         """MONAI's ``FocalLoss`` on checked inputs (see the class docstring)."""
         input = float_logits(input)
+        check_softmax_channels(input, not self.sigmoid, "use_softmax=True")  # MONAI's value would be 0
         if not isinstance(target, torch.Tensor):
             raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}.")
         target = plain_tensor(target)

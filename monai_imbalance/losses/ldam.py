@@ -44,7 +44,7 @@ def ldam_margins(cls_num_list: ClassVector, max_m: float = 0.5) -> torch.Tensor:
         max_m: margin of the rarest class, ``> 0``.
 
     Returns:
-        Float32 tensor of shape ``(C,)``.
+        Float64 tensor of shape ``(C,)`` (the losses cast it to the input's dtype at use).
 
     Raises:
         ValueError: invalid counts or ``max_m``.
@@ -54,7 +54,7 @@ def ldam_margins(cls_num_list: ClassVector, max_m: float = 0.5) -> torch.Tensor:
     if not max_m > 0 or max_m == float("inf"):
         raise ValueError(f"max_m must be a finite number > 0, got {max_m}.")
     margins = counts**-0.25
-    return torch.as_tensor(margins * (max_m / margins.max()), dtype=torch.float32)
+    return torch.as_tensor(margins * (max_m / margins.max()), dtype=torch.float64)
 
 
 def _check_scale(s: float) -> float:

@@ -20,6 +20,7 @@ from .classification import (
     recall_score,
     roc_auc,
 )
+from .degenerate import DEGENERATE_SHARE, foreground_counts, mask_share_warnings, prediction_share_warnings
 from .repeatability import (
     MIN_PATIENTS,
     RepeatabilityMetric,
@@ -46,6 +47,7 @@ __all__ = [
     "CLASSIFICATION_METRIC_NAMES",
     "DEFAULT_AUC_BINS",
     "DEFAULT_SEGMENTATION_METRICS",
+    "DEGENERATE_SHARE",
     "MIN_PATIENTS",
     "PREDICTION_FORMS",
     "ClassificationMetric",
@@ -66,7 +68,9 @@ __all__ = [
     "continuous_score",
     "f1_score",
     "field_of_view_label",
+    "foreground_counts",
     "intraclass_correlation",
+    "mask_share_warnings",
     "masked_confusion_matrix",
     "masked_output_transform",
     "needs_probabilities_message",
@@ -74,6 +78,7 @@ __all__ = [
     "precision_score",
     "predicted_classes",
     "prediction_form",
+    "prediction_share_warnings",
     "recall_score",
     "repeatability_report",
     "roc_auc",

@@ -16,11 +16,11 @@ protocol ``CheckpointSaver`` / ``CheckpointLoader`` use for every entry of their
 ``load_dict``. Everything it stores is a tensor, number, string or plain container, so checkpoints stay
 readable with ``torch.load(..., weights_only=True)``.
 
-The class samplers are a function of ``(seed, epoch)`` and the trainer sets their epoch at
-``EPOCH_STARTED`` from its restored epoch counter, so they need nothing here. DataLoader workers that persist
-across epochs (``persistent_workers: true``) keep transform random states that no checkpoint can capture;
-an exact resume with ``num_workers > 0`` needs ``persistent_workers: false`` (the workers are then seeded
-afresh from torch's restored generator every epoch).
+The class samplers are a function of ``(seed, epoch)`` and the trainer (through their ``batch_sampler``, attached
+to it) sets their epoch at ``EPOCH_STARTED`` from its restored epoch counter, so they need nothing here.
+DataLoader workers that persist across epochs (``persistent_workers: true``) keep transform random states that no
+checkpoint can capture; an exact resume with ``num_workers > 0`` needs ``persistent_workers: false`` (the workers
+are then seeded afresh from torch's restored generator every epoch).
 
 In a bundle's ``train.yaml``::
 
