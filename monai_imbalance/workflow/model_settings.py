@@ -499,7 +499,7 @@ def check_resume(
         )
     for section, key, before, now in _differences(recorded, current):
         if section == "data" and key == "splits":
-            for split in sorted(set(before) | set(now)):
+            for split in dict.fromkeys([*before, *now]):  # the data's own order: train first
                 old, new = before.get(split), now.get(split)
                 if old == new:
                     continue
