@@ -136,7 +136,10 @@ def test_inference_takes_the_size_and_class_names_and_refuses_another_class_orde
     for i, image in enumerate(np.load(shared_data / "medmnist" / "dermamnist.npz")["test_images"][:3]):
         Image.fromarray(image).save(folder / f"lesion_{i}.png")
     bare = {"ckpt_dir": args["ckpt_dir"], "output_dir": args["output_dir"], "progress_bar": False, "num_workers": 0}
-    result = run_bundle_in_process(DERMA, ["inference"], {**bare, "input_dir": str(folder)})
+    # --data_format isic2018_task3 once named these outputs in the ISIC order ("AKIEC" for dermatofibroma)
+    result = run_bundle_in_process(
+        DERMA, ["inference"], {**bare, "input_dir": str(folder), "data_format": "isic2018_task3"}
+    )
     parser = result.workflow.parser
     assert parser.get_parsed_content("image_size") == 32 and parser.get_parsed_content("network_name") == "small_cnn"
     assert f"classes {names}" in result.stdout  # printed
