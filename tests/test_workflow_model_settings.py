@@ -130,6 +130,11 @@ def test_class_names_are_compared_always_when_asked(tmp_path, caplog):
 def test_a_folder_without_settings_warns_once_how_to_proceed(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="monai_imbalance.workflow.model_settings"):
         assert check_model_settings(tmp_path / "old", {"image_size": 64}, overrides={"image_size": 64}) is None
+    assert not caplog.text  # no model at all: the missing checkpoint is the error to report
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "model.pt").write_bytes(b"")
+    with caplog.at_level(logging.WARNING, logger="monai_imbalance.workflow.model_settings"):
+        assert check_model_settings(tmp_path / "old", {"image_size": 64}, overrides={"image_size": 64}) is None
         check_model_settings(tmp_path / "old", {"image_size": 64}, overrides={"image_size": 64})
     assert caplog.text.count("not found (a model folder of monai-imbalance 0.2)") == 1
     assert "--image_size" in caplog.text and "--split_fractions" in caplog.text

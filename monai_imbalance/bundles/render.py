@@ -14,6 +14,13 @@ A task's ``task.yaml.j2`` is rendered once per config with ``config`` set to the
 (``"train.yaml.j2"``, ...); its first statement picks the parent, e.g.
 ``{% extends "classification/" ~ config %}``, and its blocks replace the parent's defaults. Blocks for other
 configs are ignored, so one file holds everything in which a task differs from its family.
+
+The model folder's settings: every entry ``key: '@key'`` of the rendered ``train.yaml``'s ``model_settings`` and
+``data_settings`` (what training records in ``<ckpt_dir>/model_settings.json``) is read from the model folder by
+the other configs, ``key: "$monai_imbalance.workflow.model_setting(@ckpt_dir, 'key', default=<train value>)"``:
+``evaluate.yaml`` gets these lines where the family template says ``{{ model_folder_section }}`` (class names
+aside: evaluation checks its data's against the model's), and ``inference.yaml``, which stands alone, has its own
+lines of these keys rewritten in place.
 """
 
 from __future__ import annotations

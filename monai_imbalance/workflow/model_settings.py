@@ -388,7 +388,8 @@ def check_model_settings(
     """
     settings = read_model_settings(ckpt_dir)
     if settings is None:
-        if str(ckpt_dir) not in _warned_folders:
+        has_model = any(Path(ckpt_dir).glob("*.pt"))  # without one, loading the checkpoint says what is missing
+        if has_model and str(ckpt_dir) not in _warned_folders:
             _warned_folders.add(str(ckpt_dir))
             logger.warning(
                 f"{Path(ckpt_dir) / MODEL_SETTINGS_FILE} not found (a model folder of monai-imbalance 0.2): the "
