@@ -81,6 +81,12 @@ def test_record_writes_both_files_and_reads_back(tmp_path):
     assert model_setting(tmp_path, "data_format", default="csv") == "medmnist"  # data section too
     assert model_setting(tmp_path, "head", default="linear") == "linear"  # not recorded: the config's
     assert model_setting(tmp_path / "none", "image_size", default=224) == 224  # no folder file (0.2)
+    # the folder's format options only with its format
+    kwargs = {"flag": "d", "download": True}
+    assert model_setting(tmp_path, "data_kwargs", default={}, when={"data_format": "medmnist"}) == kwargs
+    assert model_setting(tmp_path, "data_kwargs", default={"csv_file": "x"}, when={"data_format": "csv"}) == {
+        "csv_file": "x"
+    }
     assert read_model_settings(tmp_path / "none") is None and read_split_ids(tmp_path / "none") is None
 
 

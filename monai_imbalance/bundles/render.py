@@ -118,8 +118,11 @@ def _expression(value: Any) -> str:
 
 def _from_model_folder(key: str, value: Any) -> str:
     """``key: "$...model_setting(@ckpt_dir, 'key', default=<value>)"``: the model folder's value, else ``value``."""
-    expression = f"$monai_imbalance.workflow.model_setting(@ckpt_dir, {key!r}, default={_expression(value)})"
-    return f"{key}: {json.dumps(expression)}"
+    from monai_imbalance.workflow.model_settings import DEPENDENT_SETTINGS
+
+    when = ", ".join(f"{other!r}: @{other}" for other in DEPENDENT_SETTINGS.get(key, ()))
+    arguments = f"@ckpt_dir, {key!r}, default={_expression(value)}" + (f", when={{{when}}}" if when else "")
+    return f"{key}: {json.dumps(f'$monai_imbalance.workflow.model_setting({arguments})')}"
 
 
 def _folder_keys(train_text: str) -> list[str]:

@@ -9,6 +9,7 @@ from .atomic_checkpoint import AtomicCheckpointSaver
 from .distributed import default_device, distributed_backend, global_rank, init_distributed
 from .model_settings import (
     DATA_KEYS,
+    DEPENDENT_SETTINGS,
     EVALUATION_MAY_DIFFER,
     MODEL_KEYS,
     MODEL_SETTINGS_FILE,
@@ -56,6 +57,7 @@ from .user_errors import find_user_error, format_user_error, install_excepthook,
 
 __all__ = [
     "DATA_KEYS",
+    "DEPENDENT_SETTINGS",
     "EVALUATION_MAY_DIFFER",
     "LAST_CHECKPOINT_PREFIX",
     "MODEL_KEYS",

@@ -54,6 +54,7 @@ from monai_imbalance.workflow.distributed import global_rank
 
 __all__ = [
     "DATA_KEYS",
+    "DEPENDENT_SETTINGS",
     "EVALUATION_MAY_DIFFER",
     "MODEL_KEYS",
     "MODEL_SETTINGS_FILE",
@@ -161,6 +162,10 @@ RESUME_MAY_CHANGE: tuple[str, ...] = (
 )
 """What ``--resume true`` accepts when it differs from the recorded run; any other difference in the model, the
 data identity or the training settings is refused, naming it."""
+
+DEPENDENT_SETTINGS: dict[str, tuple[str, ...]] = {"data_kwargs": ("data_format",)}
+"""Recorded settings that hold only together with others: the folder's ``data_kwargs`` are the options of its
+``data_format``, so an evaluation of another format takes the config's (:func:`model_setting`'s ``when``)."""
 
 _IGNORED_DATA_KWARGS = ("download",)  # fetching a missing file changes nothing about the data
 _SECTIONS = ("model", "data", "training")
@@ -318,17 +323,27 @@ def _lookup(settings: Mapping[str, Any], key: str) -> tuple[bool, Any]:
     return False, None
 
 
-def model_setting(ckpt_dir: str | os.PathLike, key: str, default: Any = None) -> Any:
+def model_setting(
+    ckpt_dir: str | os.PathLike, key: str, default: Any = None, *, when: Mapping[str, Any] | None = None
+) -> Any:
     """The value of ``key`` recorded in ``<ckpt_dir>/model_settings.json`` (section ``"model"`` or ``"data"``), else
     ``default`` (the config's value: a folder without the file, or a key it does not record).
 
     The evaluation and inference configs read every recorded key through it, e.g.
     ``image_size: "$monai_imbalance.workflow.model_setting(@ckpt_dir, 'image_size', default=224)"``; a
     command-line override replaces the whole expression, and :func:`check_model_settings` judges it.
+
+    Args:
+        when: ``{other key: this run's value}``: the recorded value applies only where the folder records the same
+            values for these keys (:data:`DEPENDENT_SETTINGS`: the folder's ``data_kwargs`` with its ``data_format``).
     """
     settings = read_model_settings(ckpt_dir)
     if settings is None:
         return default
+    for other, value in (when or {}).items():
+        found, recorded = _lookup(settings, other)
+        if found and not _same(recorded, value):
+            return default
     found, value = _lookup(settings, key)
     return value if found else default
 
