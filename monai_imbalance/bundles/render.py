@@ -14,16 +14,25 @@ A task's ``task.yaml.j2`` is rendered once per config with ``config`` set to the
 (``"train.yaml.j2"``, ...); its first statement picks the parent, e.g.
 ``{% extends "classification/" ~ config %}``, and its blocks replace the parent's defaults. Blocks for other
 configs are ignored, so one file holds everything in which a task differs from its family.
+
+The model folder's settings: every entry ``key: '@key'`` of the rendered ``train.yaml``'s ``model_settings`` and
+``data_settings`` (what training records in ``<ckpt_dir>/model_settings.json``) is read from the model folder by
+the other configs, ``key: "$monai_imbalance.workflow.model_setting(@ckpt_dir, 'key', default=<train value>)"``:
+``evaluate.yaml`` gets these lines where the family template says ``{{ model_folder_section }}`` (class names
+aside: evaluation checks its data's against the model's), and ``inference.yaml``, which stands alone, has its own
+lines of these keys rewritten in place.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import jinja2
+import yaml
 
 __all__ = [
     "BUNDLE_CONFIGS",
@@ -98,6 +107,58 @@ def _check_name(name: str) -> None:
         raise ValueError(f"unknown bundle {name!r}{hint} The bundles are: {', '.join(names)}.")
 
 
+def _expression(value: Any) -> str:
+    """A config value as a Python expression inside a ``$`` expression: ``$expr`` -> ``(expr)``, ``@id`` as is."""
+    if isinstance(value, str) and value.startswith("$"):
+        return f"({value[1:].strip()})"
+    if isinstance(value, str) and value.startswith("@"):
+        return value
+    return repr(value)
+
+
+def _from_model_folder(key: str, value: Any) -> str:
+    """``key: "$...model_setting(@ckpt_dir, 'key', default=<value>)"``: the model folder's value, else ``value``."""
+    from monai_imbalance.workflow.model_settings import DEPENDENT_SETTINGS
+
+    when = ", ".join(f"{other!r}: @{other}" for other in DEPENDENT_SETTINGS.get(key, ()))
+    arguments = f"@ckpt_dir, {key!r}, default={_expression(value)}" + (f", when={{{when}}}" if when else "")
+    return f"{key}: {json.dumps(f'$monai_imbalance.workflow.model_setting({arguments})')}"
+
+
+def _folder_keys(train_text: str) -> list[str]:
+    """The keys the model folder records (``model_settings`` / ``data_settings`` entries ``key: '@key'``)."""
+    config = yaml.safe_load(train_text)
+    recorded = {**config.get("model_settings", {}), **config.get("data_settings", {})}
+    return [key for key, value in recorded.items() if value == f"@{key}" and key in config]
+
+
+def _model_folder_section(train_text: str, keys: Sequence[str]) -> str:
+    """evaluate.yaml's lines that take ``keys`` from the model folder, defaulting to train.yaml's values."""
+    config = yaml.safe_load(train_text)
+    lines = [
+        "# the model's settings and its data's identity, from <ckpt_dir>/model_settings.json (the values of",
+        "# train.yaml without one); an override that contradicts a setting defining the model is refused",
+        *(_from_model_folder(key, config[key]) for key in keys),
+    ]
+    return "\n".join(lines)
+
+
+def _take_from_model_folder(text: str, keys: Sequence[str]) -> str:
+    """``text`` (a standalone config) with the top-level lines of ``keys`` reading the model folder's values."""
+    config = yaml.safe_load(text)
+    for key in keys:
+        if key not in config:
+            continue
+        pattern = re.compile(rf"^{re.escape(key)}:[ ]*(?P<value>\S.*?)(?P<comment>[ ]{{2,}}#.*)?$", re.MULTILINE)
+        match = pattern.search(text)
+        if match is None:
+            raise ValueError(f"{key!r} must be a one-line top-level entry to be read from the model folder")
+        comment = match.group("comment")
+        line = _from_model_folder(key, config[key]) + (f"   {comment.strip()}" if comment else "")
+        text = text[: match.start()] + line + text[match.end() :]
+    return text
+
+
 def render_bundle(name: str) -> dict[str, str]:
     """Every file of bundle ``name``, as ``{path relative to the bundle folder: text}``.
 
@@ -110,9 +171,17 @@ def render_bundle(name: str) -> dict[str, str]:
     files = {}
     outputs = json.loads((_TASKS / name / "metadata.json").read_text())["network_data_format"]["outputs"]
     class_names = list(outputs["pred"]["channel_def"].values())  # the one source of a task's classes
-    for config in BUNDLE_CONFIGS:
+    folder_keys: list[str] = []
+    section = ""
+    for config in BUNDLE_CONFIGS:  # train first: its model settings decide what the others read from the folder
         template = env.get_template(f"tasks/{name}/task.yaml.j2")
-        body = template.render(config=f"{config}.yaml.j2", class_names=class_names)
+        body = template.render(config=f"{config}.yaml.j2", class_names=class_names, model_folder_section=section)
+        if config == "train":
+            folder_keys = _folder_keys(body)
+            # evaluation checks its data's class names against the model's instead of taking the model's
+            section = _model_folder_section(body, [key for key in folder_keys if key != "class_names"])
+        elif config == "inference":
+            body = _take_from_model_folder(body, folder_keys)
         header = f"# Generated from {task_source} and the family template it extends by `{_REGENERATE}`; edit there.\n"
         files[f"configs/{config}.yaml"] = header + body
     files["configs/metadata.json"] = _metadata(name)
