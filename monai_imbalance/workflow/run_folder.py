@@ -310,12 +310,11 @@ def earlier_run_files(
     """What the bundle's earlier runs in ``ckpt_dir`` wrote, for ``--overwrite true`` to move aside.
 
     Returns:
-        ``{"files": {folder: [files inside it]}, "folders": [evaluation folders and their TensorBoard namespaces]}``
-        (absolute paths): the checkpoint folder's files that match :data:`RUN_FILE_PATTERNS` (the lock excepted),
-        the event files in ``log_dir`` written by a recorded training process (in a folder from before 0.3,
-        without the record: the event files directly in ``log_dir`` and ``log_dir/evaluate``; with no earlier
-        run in ``ckpt_dir`` at all, nothing of ``log_dir``), and the evaluations of the model (see the module
-        docstring).
+        ``{folder: [paths inside it]}`` (absolute paths): the checkpoint folder's files that match
+        :data:`RUN_FILE_PATTERNS` (the lock excepted), the event files in ``log_dir`` written by a recorded
+        training process (in a folder from before 0.3, without the record: the event files directly in
+        ``log_dir`` and ``log_dir/evaluate``; with no earlier run in ``ckpt_dir`` at all, nothing of ``log_dir``),
+        and the evaluations of the model, each a whole folder (see the module docstring).
 
     Raises:
         ForeignFilesError: ``ckpt_dir`` or ``log_dir`` holds a file no run of the bundle wrote (named), or a
@@ -341,8 +340,14 @@ def earlier_run_files(
                 files.setdefault(ckpt_dir, []).append(path)
             else:
                 raise foreign(path, ckpt_dir, "--ckpt_dir")
-    evaluations = _evaluations_of(ckpt_dir, output_dir)
-    folders = [f for pair in evaluations for f in pair if f is not None and f.exists()]
+    folders = []
+    for eval_dir, eval_log_dir in _evaluations_of(ckpt_dir, output_dir):
+        files.setdefault(eval_dir.parent, []).append(eval_dir)
+        folders.append(eval_dir)
+        if eval_log_dir is not None and eval_log_dir.is_dir():
+            root = log_dir if log_dir is not None and log_dir in eval_log_dir.parents else eval_log_dir.parent
+            files.setdefault(root, []).append(eval_log_dir)
+            folders.append(eval_log_dir)
     runs = _runs(ckpt_dir)
     if log_dir is not None and log_dir.is_dir() and (runs is not None or files):
         # without an earlier run in ckpt_dir, nothing in log_dir is known to be the bundle's: it stays
@@ -362,7 +367,7 @@ def earlier_run_files(
                 continue  # another model's evaluation in its own namespace: left where it is
             else:
                 raise foreign(path, log_dir, "--log_dir")
-    return {"files": {str(k): [str(p) for p in v] for k, v in files.items()}, "folders": [str(f) for f in folders]}
+    return {str(k): [str(p) for p in v] for k, v in files.items()}
 
 
 def _move_files(folder: Path, paths: list[Path], stamp: str) -> Path:
@@ -396,9 +401,9 @@ def start_training_run(
     and before anything is written, on the first process only. A run refused by a misspelt ``--loss_name``
     therefore moves nothing.
 
-    With ``overwrite``, :func:`earlier_run_files` are moved to ``<folder>.replaced-<stamp>`` (files keep their
-    paths inside it; evaluation folders and their TensorBoard namespaces are renamed whole, see
-    :func:`move_aside`). Then this process (pid, host, start time) is appended to ``"runs"`` in
+    With ``overwrite``, :func:`earlier_run_files` are moved to ``<folder>.replaced-<stamp>``, keeping their paths
+    inside it (``models.replaced-<stamp>/model.pt``, ``logs.replaced-<stamp>/evaluate/test-model/...``,
+    ``eval.replaced-<stamp>/test-model/``). Then this process (pid, host, start time) is appended to ``"runs"`` in
     ``<ckpt_dir>/metrics.json``, which tells a later ``--overwrite true`` which event files in ``log_dir`` are
     the run's.
 
@@ -418,11 +423,10 @@ def start_training_run(
     if as_bool(overwrite):
         stamp = stamp or time.strftime("%Y%m%d-%H%M%S")
         plan = earlier_run_files(ckpt_dir, log_dir=log_dir, output_dir=output_dir)
-        moved.update(move_aside(plan["folders"], stamp=stamp))
-        for folder, paths in plan["files"].items():
+        for folder, paths in plan.items():
             target = _move_files(Path(folder), [Path(p) for p in paths], stamp)
             moved[folder] = str(target)
-            logger.warning(f"--overwrite true: moved the earlier run's {folder} to {target} ({len(paths)} files)")
+            logger.warning(f"--overwrite true: moved the earlier run's {folder} to {target} ({len(paths)} entries)")
     runs = _runs(ckpt_dir) or []
     runs.append({"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     update_metrics_json(ckpt_dir / "metrics.json", {RUNS_KEY: runs})

@@ -11,7 +11,7 @@ bundle therefore takes a lock before it writes anything::
     - '$@run_lock is not None and @run_lock.release()'
 
 The lock is the file ``<folder>/run.lock`` (or another ``name``), created with ``O_CREAT | O_EXCL`` so that of
-two runs starting together exactly one gets it; it holds ``{"pid", "host", "started", "command"}`` as JSON.
+two runs starting together exactly one gets it; it holds ``{"pid", "host", "started", "command", "token"}`` as JSON.
 
 - Held by a live process: :class:`RunLockedError` names the owner (pid, host, start time, command).
 - Held by a process of this host that no longer exists (a run killed by SIGKILL or SIGTERM, a power cut): the
@@ -34,6 +34,7 @@ import logging
 import os
 import socket
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +166,7 @@ def acquire_run_lock(folder: str | os.PathLike, *, command: str = "train", name:
         "host": host,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": command,
+        "token": uuid.uuid4().hex,  # tells two locks of one process apart
     }
     for _ in range(5):  # a lost race with another run taking over a stale lock: look again
         if _create(path, owner):
