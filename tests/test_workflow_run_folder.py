@@ -1,4 +1,4 @@
-"""Run folders: what an earlier run wrote is moved aside (nothing else); a damaged checkpoint named with an intact one."""
+"""Run folders: what an earlier run wrote is moved aside (nothing else); damaged checkpoints named with intact ones."""
 
 from __future__ import annotations
 
