@@ -226,7 +226,7 @@ def run_command_in_process(
     ``finalize`` run as in ``monai.bundle.scripts.run``, inside :func:`_isolated_process_state`: ``stdout`` holds
     the bundle's log, a failure becomes exit status 1 with what the command would print on ``stderr``. What
     differs from a new interpreter: modules stay imported (their module-level caches included) and nothing runs
-    at interpreter exit.
+    at interpreter exit but the release of the run folders' locks (:mod:`monai_imbalance.workflow.run_lock`).
 
     Args:
         args: the command's arguments after ``python -m monai.bundle``; only ``run`` with ``--key value`` pairs.
@@ -255,6 +255,10 @@ def run_command_in_process(
         except Exception as error:  # the uncaught exception of the command
             returncode = 1
             sys.stderr.write(_failure_text(error))
+        finally:  # what the command does at interpreter exit: release the run folders' locks still held
+            from monai_imbalance.workflow.run_lock import _release_all
+
+            _release_all()
     return InProcessRun(command, returncode, stdout.getvalue(), stderr.getvalue(), workflow)
 
 

@@ -92,7 +92,7 @@ def test_dicom_training_and_mc_evaluation_with_true_repeats(trained, tmp_path):
     overrides = {**args, "output_dir": str(out), "log_dir": str(tmp_path / "logs")}
     overrides.update({"mc_dropout": True, "mc_samples": 3, "n_boot": 50})
     run_bundle_in_process(BUNDLE, ["train", "evaluate"], overrides)
-    metrics = read_json(out / "metrics.json")
+    metrics = read_json(out / "test-model-mc3" / "metrics.json")
     assert metrics["test"]["num_samples"] == 8 and metrics["test"]["class_names"] == CLASSES
     rep = metrics["repeatability"]
     assert rep["repeats"] == {
@@ -105,8 +105,8 @@ def test_dicom_training_and_mc_evaluation_with_true_repeats(trained, tmp_path):
     assert rep["n_patients"] == 4 and rep["n_images"] == 8 and rep["n_skipped"] == 0
     assert sorted(rep["per_patient"]["patient_id"]) == ["PA3", "PB3", "PC3", "PD3"]
     assert 0 <= rep["disagreement_rate"] <= 1 and rep["loa_pm"] is not None and rep["mc_dropout"] is True
-    assert (out / "bland_altman.png").read_bytes()[:4] == b"\x89PNG"
-    assert list((tmp_path / "logs" / "evaluate").glob("events.out.tfevents.*"))
+    assert (out / "test-model-mc3" / "bland_altman.png").read_bytes()[:4] == b"\x89PNG"
+    assert list((tmp_path / "logs" / "evaluate" / "test-model-mc3").glob("events.out.tfevents.*"))
 
 
 def test_in_process_run_is_the_command_line_run(trained, tmp_path):
@@ -157,7 +157,7 @@ def test_real_jpeg_mammograms_in_class_folders_and_inference(tmp_path, shared_da
     assert datalists.class_names == CLASSES and sum(len(v) for v in datalists.values()) == 16
     run_bundle_in_process(BUNDLE, ["train"], args)
     run_bundle_in_process(BUNDLE, ["train", "evaluate"], {**args, "n_boot": 20})
-    rep = read_json(tmp_path / "eval" / "metrics.json")["repeatability"]
+    rep = read_json(tmp_path / "eval" / "test-model" / "metrics.json")["repeatability"]
     assert rep["repeats"]["source"] == "simulated" and rep["n_patients"] == len(datalists["test"])
 
     # predictions for new images of both kinds, JPEG and DICOM, as the MONAI model-zoo bundle does for JPEGs

@@ -104,12 +104,12 @@ def test_train_evaluate_with_mc_dropout_and_infer(tmp_path, fundus_dir, shared_d
     assert validation["class_names"] == CLASS_ORDER and 0 <= validation["f1_macro"] <= 1
 
     run_bundle_in_process(BUNDLE, ["train", "evaluate"], {**args, "mc_dropout": True, "mc_samples": 3})
-    test = read_json(tmp_path / "eval" / "metrics.json")["test"]
+    test = read_json(tmp_path / "eval" / "test-model-mc3" / "metrics.json")["test"]
     for key in ("accuracy", "balanced_accuracy", "f1_macro", "auc"):
         assert 0 <= test[key] <= 1, key
     assert set(test["per_class"]) == set(CLASS_ORDER) and "f1_positive" not in test
     assert np.asarray(test["confusion_matrix"]).shape == (3, 3) and test["num_samples"] == 12
-    assert (tmp_path / "eval" / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "eval" / "test-model-mc3" / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
 
     folder = tmp_path / "new_eyes"
     folder.mkdir()
@@ -189,7 +189,7 @@ def test_prior_correction_on_retinamnist(tmp_path, shared_data):
     stored = read_json(tmp_path / "models" / "metrics.json")["decision_threshold"]
     np.testing.assert_allclose(stored["class_priors"], class_priors(counts))
     run_in_process(BUNDLE, ["train", "evaluate"], {**args, "use_threshold": True})
-    test = read_json(tmp_path / "eval" / "metrics.json")["test"]
+    test = read_json(tmp_path / "eval" / "test-model-threshold" / "metrics.json")["test"]
     assert test["num_classes"] == 5 and test["num_samples"] == 30
     np.testing.assert_allclose(test["class_priors"], class_priors(counts))
 

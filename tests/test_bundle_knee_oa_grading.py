@@ -53,7 +53,7 @@ def test_evaluate_with_mc_dropout_on_simulated_repeats(trained, tmp_path):
     overrides = {**args, "output_dir": str(out), "log_dir": str(tmp_path / "logs")}
     overrides.update({"mc_dropout": True, "mc_samples": 3, "repeat_simulation#num_repeats": 3, "n_boot": 50})
     run_bundle_in_process(BUNDLE, ["train", "evaluate"], overrides)
-    metrics = read_json(out / "metrics.json")
+    metrics = read_json(out / "test-model-mc3" / "metrics.json")
     datalists = parse_bundle(BUNDLE, ["train"], args).get_parsed_content("datalists")
     test_knees = datalists["test"]
     test = metrics["test"]
@@ -68,9 +68,9 @@ def test_evaluate_with_mc_dropout_on_simulated_repeats(trained, tmp_path):
     assert rep["n_patients_distinct"] == len({item["patient_id"] for item in test_knees})
     assert rep["repeats"]["source"] == "simulated" and rep["repeats"]["num_repeats"] == 3
     assert rep["mc_dropout"] is True and rep["mc_samples"] == 3 and rep["n_boot"] == 50
-    assert (out / "bland_altman.png").read_bytes()[:4] == b"\x89PNG"
-    assert (out / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
-    assert list((tmp_path / "logs" / "evaluate").glob("events.out.tfevents.*"))
+    assert (out / "test-model-mc3" / "bland_altman.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "test-model-mc3" / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+    assert list((tmp_path / "logs" / "evaluate" / "test-model-mc3").glob("events.out.tfevents.*"))
 
 
 def _knee_csv(shared_data, root):
@@ -106,13 +106,13 @@ def test_csv_datalist_with_true_repeats(trained, tmp_path, shared_data):
     overrides = {**args, "dataset_dir": str(data), "data_format": "csv", "output_dir": str(out), "n_boot": 50}
     overrides["log_dir"] = str(tmp_path / "logs")
     run_bundle_in_process(BUNDLE, ["train", "evaluate"], overrides)
-    rep = read_json(out / "metrics.json")["repeatability"]
+    rep = read_json(out / "test-model" / "metrics.json")["repeatability"]
     assert rep["repeats"]["source"] == "datalist"
     assert rep["repeats"]["unit"] == ["patient_id", "visit_id", "side"]
     assert rep["n_patients"] == len(test_knees) - 1 and rep["n_skipped"] == 1
     assert rep["n_patients_distinct"] == len({p.stem[:-1] for _, p in test_knees[1:]})
     assert set(rep["per_patient"]["visit_id"]) <= {"v01/L", "v01/R"}
-    assert read_json(out / "metrics.json")["test"]["num_samples"] == 2 * len(test_knees) - 1
+    assert read_json(out / "test-model" / "metrics.json")["test"]["num_samples"] == 2 * len(test_knees) - 1
 
 
 def test_inference_on_a_folder_of_radiographs(trained, tmp_path, shared_data):

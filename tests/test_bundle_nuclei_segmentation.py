@@ -58,12 +58,12 @@ def test_train_evaluate_with_mc_dropout_and_infer(tmp_path, dsb_root):
     assert 1 <= validation["epoch"] <= 2 and 0 <= validation["jaccard"] <= validation["dice"] <= 1
 
     run_bundle_in_process(BUNDLE, ["train", "evaluate"], {**args, "mc_dropout": True, "mc_samples": 3})
-    test = read_json(tmp_path / "eval" / "metrics.json")["test"]
+    test = read_json(tmp_path / "eval" / "test-model-mc3" / "metrics.json")["test"]
     assert test["num_samples"] == 4 and test["mc_dropout"] is True and test["mc_samples"] == 3
     for key in ("jaccard", "dice", "recall", "specificity", "auc"):
         assert 0 <= test[key] <= 1
-    assert (tmp_path / "eval" / "overlays.png").read_bytes()[:4] == b"\x89PNG"
-    assert list((tmp_path / "logs" / "evaluate").glob("events.out.tfevents.*"))
+    assert (tmp_path / "eval" / "test-model-mc3" / "overlays.png").read_bytes()[:4] == b"\x89PNG"
+    assert list((tmp_path / "logs" / "evaluate" / "test-model-mc3").glob("events.out.tfevents.*"))
 
     # the held-out split, with an uncertainty map per image, at the images' own 256 x 256 size
     run_bundle_in_process(BUNDLE, ["train", "inference"], {**args, "mc_dropout": True, "mc_samples": 3})

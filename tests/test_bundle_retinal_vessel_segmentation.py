@@ -76,9 +76,9 @@ def test_patch_training_sliding_window_evaluation_inside_the_fov_and_inference(t
     assert (models / "validation_overlays.png").read_bytes()[:4] == b"\x89PNG"
 
     run_bundle_in_process(BUNDLE, ["train", "evaluate"], args)
-    test = read_json(tmp_path / "eval" / "metrics.json")["test"]
+    test = read_json(tmp_path / "eval" / "test-model" / "metrics.json")["test"]
     assert test["num_samples"] == 2 and test["mc_dropout"] is False
-    assert (tmp_path / "eval" / "overlays.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "eval" / "test-model" / "overlays.png").read_bytes()[:4] == b"\x89PNG"
 
     # inference on the test folder: whole-image masks, cleared outside the FOV, with the evaluation's scores
     run_bundle_in_process(BUNDLE, ["train", "inference"], args)

@@ -109,12 +109,12 @@ def test_train_threshold_evaluate_with_mc_dropout_and_infer(tmp_path, fundus_dir
     run_bundle_in_process(
         BUNDLE, ["train", "evaluate"], {**args, "mc_dropout": True, "mc_samples": 3, "use_threshold": True}
     )
-    test = read_json(tmp_path / "eval" / "metrics.json")["test"]
+    test = read_json(tmp_path / "eval" / "test-model-mc3-threshold" / "metrics.json")["test"]
     for key in ("accuracy", "f1_positive", "auc", "balanced_accuracy", "f1_macro", "recall_positive", "specificity"):
         assert 0 <= test[key] <= 1, key
     assert test["decision_threshold"] == threshold
     assert np.asarray(test["confusion_matrix"]).sum() == test["num_samples"] == 14
-    assert (tmp_path / "eval" / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "eval" / "test-model-mc3-threshold" / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
 
     folder = tmp_path / "new_eyes"
     folder.mkdir()
@@ -189,7 +189,7 @@ def test_thresholding_baseline_on_binary_medmnist(tmp_path, shared_data):
     run_in_process(BUNDLE, ["train"], args)
     threshold = read_json(tmp_path / "models" / "metrics.json")["decision_threshold"]["threshold"]
     run_in_process(BUNDLE, ["train", "evaluate"], {**args, "use_threshold": True})
-    test = read_json(tmp_path / "eval" / "metrics.json")["test"]
+    test = read_json(tmp_path / "eval" / "test-model-threshold" / "metrics.json")["test"]
     assert test["class_names"] == ["normal", "pneumonia"] and test["num_samples"] == 24
     assert test["decision_threshold"] == threshold
 

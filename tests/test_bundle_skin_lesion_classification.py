@@ -33,11 +33,11 @@ def test_train_evaluate_with_mc_dropout_and_infer(tmp_path, shared_data):
     assert validation["num_classes"] == 7 and 0 <= validation["f1_macro"] <= 1
 
     run_bundle_in_process(BUNDLE, ["train", "evaluate"], {**args, "mc_dropout": True, "mc_samples": 3})
-    test = read_json(tmp_path / "eval" / "metrics.json")["test"]
+    test = read_json(tmp_path / "eval" / "test-model-mc3" / "metrics.json")["test"]
     for key in ("accuracy", "balanced_accuracy", "f1_macro", "precision_macro", "recall_macro", "auc", "per_class"):
         assert key in test
     assert np.asarray(test["confusion_matrix"]).sum() == test["num_samples"] == 28
-    assert (tmp_path / "eval" / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "eval" / "test-model-mc3" / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
 
     # inference on a folder of new images, with MC-dropout uncertainty columns
     images = np.load(shared_data / "medmnist" / "dermamnist.npz")["test_images"][:3]

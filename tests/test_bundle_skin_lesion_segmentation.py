@@ -71,10 +71,10 @@ def test_focusnet_focal_tversky_train_resume_evaluate_and_infer(tmp_path):
     assert (models / "last_checkpoint_epoch=3.pt").is_file()
 
     run_bundle_in_process(BUNDLE, ["train", "evaluate"], args)
-    test = read_json(tmp_path / "eval" / "metrics.json")["test"]
+    test = read_json(tmp_path / "eval" / "test-model" / "metrics.json")["test"]
     assert test["num_samples"] == 2 and test["mc_dropout"] is False
     assert {"jaccard", "dice", "recall", "specificity", "auc"} <= set(test)
-    assert (tmp_path / "eval" / "overlays.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "eval" / "test-model" / "overlays.png").read_bytes()[:4] == b"\x89PNG"
 
     # masks for new images come back at each image's own size (the first is a different size)
     folder = tmp_path / "new"

@@ -220,11 +220,12 @@ def test_table_command_on_two_tiny_checkpoints(tmp_path, shared_data, capsys):
     assert set(seed0["rows"]) == {v.key for v in VARIANTS} and seed0["repeats"]["source"] == "simulated"
     assert [(c["a"], c["b"]) for c in seed0["comparisons"]][:2] == [("focal", "ce"), ("focal_mc", "ce_mc")]
     for v in VARIANTS:
-        metrics = json.loads((out / v.key / "seed0" / "metrics.json").read_text())
+        evaluation = out / v.key / "seed0" / ("test-model-mc3" if v.mc_dropout else "test-model")
+        metrics = json.loads((evaluation / "metrics.json").read_text())
         assert metrics["repeatability"]["mc_dropout"] is v.mc_dropout
         assert metrics["repeatability"]["n_boot"] == 50
         assert metrics["test"]["accuracy"] == pytest.approx(seed0["rows"][v.key]["accuracy"])
-        assert (out / v.key / "seed0" / "bland_altman.png").is_file()
+        assert (evaluation / "bland_altman.png").is_file()
     # the CE checkpoint's rows use the CE model, the focal rows the focal one
     assert seed0["rows"]["ce"]["checkpoint"].startswith(str(runs[("ce", 0)]))
     assert seed0["rows"]["focal_mc"]["checkpoint"] == str(runs[("focal", 0)] / "model.pt")

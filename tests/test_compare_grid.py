@@ -259,10 +259,11 @@ def test_grid_command_on_the_skin_lesion_bundle(tmp_path, shared_data, capsys):
     assert [row["name"] for row in table["variants"]] == ["ce", "focal_thr"]
     for row in table["variants"]:
         run_dir = out / row["name"] / "seed0"
-        report = json.loads((run_dir / "eval" / "metrics.json").read_text())["test"]
+        evaluation = {"ce": "test-model", "focal_thr": "test-model-threshold"}[row["name"]]  # its own folder
+        report = json.loads((run_dir / "eval" / evaluation / "metrics.json").read_text())["test"]
         assert report["num_samples"] == 28
         (run,) = row["runs"]
-        assert run["metrics_file"] == str(run_dir / "eval" / "metrics.json")
+        assert run["metrics_file"] == str(run_dir / "eval" / evaluation / "metrics.json")
         for name in metrics:
             assert run["metrics"][name] == pytest.approx(report[name])
             assert row["summary"][name] == {"mean": pytest.approx(report[name]), "sd": None, "n": 1}
@@ -272,8 +273,12 @@ def test_grid_command_on_the_skin_lesion_bundle(tmp_path, shared_data, capsys):
     # the evaluation-only override reached the evaluation (the decision rule chosen in training was applied)
     thr_dir, ce_dir = out / "focal_thr" / "seed0", out / "ce" / "seed0"
     assert "decision_threshold" in json.loads((thr_dir / "models" / "metrics.json").read_text())
-    assert json.loads((thr_dir / "eval" / "metrics.json").read_text())["test"]["class_priors"] is not None
-    assert json.loads((ce_dir / "eval" / "metrics.json").read_text())["test"]["class_priors"] is None
+    thr_report, ce_report_file = (
+        thr_dir / "eval" / "test-model-threshold" / "metrics.json",
+        ce_dir / "eval" / "test-model" / "metrics.json",
+    )
+    assert json.loads(thr_report.read_text())["test"]["class_priors"] is not None
+    assert json.loads(ce_report_file.read_text())["test"]["class_priors"] is None
     assert "evaluation only: `--use_threshold true`" in markdown
     # each run records the overrides the grid gave it, as a command-line run records its own
     recorded = json.loads((ce_dir / "models" / "metrics.json").read_text())["settings"]["overrides"]
@@ -282,8 +287,8 @@ def test_grid_command_on_the_skin_lesion_bundle(tmp_path, shared_data, capsys):
     # the same command again is refused; --resume reads the finished runs back without rerunning them
     with pytest.raises(FileExistsError, match="--overwrite"):
         main([*command, "--", *_tiny(shared_data)])
-    outputs = [*out.rglob("*.pt"), *out.rglob("eval/metrics.json")]
-    assert len(outputs) == 6  # per run: model.pt, last_checkpoint_epoch=1.pt, eval/metrics.json
+    outputs = [*out.rglob("*.pt"), *out.rglob("eval/*/metrics.json")]
+    assert len(outputs) == 6  # per run: model.pt, last_checkpoint_epoch=1.pt, eval/<evaluation>/metrics.json
     stamps = {p: p.stat().st_mtime_ns for p in outputs}
     assert main([*command, "--resume", "--", *_tiny(shared_data)]) == 0
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
@@ -293,14 +298,15 @@ def test_grid_command_on_the_skin_lesion_bundle(tmp_path, shared_data, capsys):
     for run_dir, status in ((ce_dir, "training"), (thr_dir, "trained")):
         state = json.loads((run_dir / "grid_run.json").read_text())
         (run_dir / "grid_run.json").write_text(json.dumps({**state, "status": status}))
-    (thr_dir / "eval" / "metrics.json").unlink()
+    thr_report.unlink()
     thr_model = (thr_dir / "models" / "model.pt").stat().st_mtime_ns
-    ce_report = (ce_dir / "eval" / "metrics.json").stat().st_mtime_ns
+    ce_report = ce_report_file.stat().st_mtime_ns
     # ce's training continues from last_checkpoint_epoch=1.pt (without the bundle's --resume true it would refuse
     # to start over the checkpoints); it had finished its one epoch, so the model and the metrics stay the same
     assert main([*command, "--resume", "--", *_tiny(shared_data)]) == 0
     assert (thr_dir / "models" / "model.pt").stat().st_mtime_ns == thr_model  # evaluated only
-    assert (ce_dir / "eval" / "metrics.json").stat().st_mtime_ns != ce_report  # evaluated again
+    assert ce_report_file.stat().st_mtime_ns != ce_report  # evaluated again (the earlier evaluation moved aside)
+    assert thr_report.is_file() and len(list((ce_dir / "eval").glob("test-model.replaced-*"))) == 1
     assert all(json.loads((d / "grid_run.json").read_text())["status"] == "evaluated" for d in (ce_dir, thr_dir))
     assert json.loads((out / "grid.json").read_text())["variants"] == table["variants"]
 

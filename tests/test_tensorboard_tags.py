@@ -118,23 +118,23 @@ def test_classification_settings_are_hparams_beside_the_final_metrics(classifica
     # the HParams tab: one row for the run folder, its settings beside the test scores of logs/evaluate
     hparam_names, metric_names, groups = _hparams_table(root)
     assert {"loss", "network", "seed", "sampler"} <= hparam_names
-    assert {("evaluate", "test/f1_macro"), ("", "val/f1_macro")} <= metric_names
+    assert {("evaluate/test-model-mc2", "test/f1_macro"), ("", "val/f1_macro")} <= metric_names
     (group,) = groups
     assert group["hparams"]["loss"] == "lmf_official"
-    test_f1 = json.loads((root / "eval" / "metrics.json").read_text())["test"]["f1_macro"]
+    test_f1 = json.loads((root / "eval" / "test-model-mc2" / "metrics.json").read_text())["test"]["f1_macro"]
     values = {(m["name"].get("group", ""), m["name"]["tag"]): m["value"] for m in group["metricValues"]}
-    assert values[("evaluate", "test/f1_macro")] == pytest.approx(test_f1, abs=1e-6)
+    assert values[("evaluate/test-model-mc2", "test/f1_macro")] == pytest.approx(test_f1, abs=1e-6)
 
 
 def test_classification_evaluation_tags(classification_run):
     root, _, _, names = classification_run
-    events = _events(root / "logs" / "evaluate")
+    events = _events(root / "logs" / "evaluate" / "test-model-mc2")
     tags = events.Tags()
     per_class = {f"test/{score}/{_class_tag(name)}" for score in ("precision", "recall", "f1", "auc") for name in names}
     assert set(tags["scalars"]) == {*(f"test/{s}" for s in SCORES), *per_class}
     assert set(tags["images"]) == {"test/roc_curve", "test/confusion_matrix"}
     assert set(tags["tensors"]) == {f"test/pr_curve/{_class_tag(name)}" for name in names}
-    test = json.loads((root / "eval" / "metrics.json").read_text())["test"]
+    test = json.loads((root / "eval" / "test-model-mc2" / "metrics.json").read_text())["test"]
     assert events.Scalars("test/balanced_accuracy")[0].value == pytest.approx(test["balanced_accuracy"], abs=1e-6)
     name = names[0]
     assert events.Scalars(f"test/recall/{_class_tag(name)}")[0].value == pytest.approx(
@@ -146,8 +146,8 @@ def test_evaluation_shows_progress_and_prints_the_final_metrics(classification_r
     root, args, evaluation, names = classification_run
     assert "evaluate: [2/2] 100%" in evaluation.stderr  # the evaluator's bar (2 batches of 14 images)
     assert "MC dropout" in evaluation.stderr  # the bar of the dropout passes
-    table = evaluation.stdout[evaluation.stdout.index(f"test ({root / 'eval' / 'metrics.json'}):") :]
-    test = json.loads((root / "eval" / "metrics.json").read_text())["test"]
+    table = evaluation.stdout[evaluation.stdout.index(f"test ({root / 'eval' / 'test-model-mc2' / 'metrics.json'}):") :]
+    test = json.loads((root / "eval" / "test-model-mc2" / "metrics.json").read_text())["test"]
     rows = {line[:26].strip(): line[26:].split() for line in table.splitlines()[3:9]}
     assert rows["macro F1"] == [f"{test['f1_macro']:.3f}"] and rows["balanced accuracy"] == [
         f"{test['balanced_accuracy']:.3f}"
@@ -224,10 +224,10 @@ def test_segmentation_tags_and_table(segmentation_run):
     assert dice.keys() == loss.keys() and all(0.0 <= v <= 1.0 for v in dice.values())
     for step, value in dice.items():
         assert loss[step] == pytest.approx(adaptive_log_loss(torch.tensor(value)).item(), rel=1e-5, abs=1e-6)
-    evaluate = _events(root / "logs" / "evaluate")
+    evaluate = _events(root / "logs" / "evaluate" / "test-model")
     assert set(evaluate.Tags()["scalars"]) == {f"test/{s}" for s in SEGMENTATION_SCORES}
     assert set(evaluate.Tags()["images"]) == {"test/overlays"}
-    test = json.loads((root / "eval" / "metrics.json").read_text())["test"]
+    test = json.loads((root / "eval" / "test-model" / "metrics.json").read_text())["test"]
     assert evaluate.Scalars("test/dice")[0].value == pytest.approx(test["dice"], abs=1e-6)
     assert "evaluate: [" in evaluation.stderr and "Jaccard (IoU)" in evaluation.stdout
     assert f"{test['jaccard']:.3f}" in evaluation.stdout

@@ -35,8 +35,10 @@ def test_quick_demo_prints_the_metrics_and_where_results_are(tmp_path, shared_da
     printed = capsys.readouterr().out
     assert [c[5] for c in commands] == ["['configs/train.yaml']", "['configs/train.yaml','configs/evaluate.yaml']"]
     assert "macro F1" in printed and "test (MC)" in printed
-    assert str(out / "logs") in printed and str(out / "eval" / "metrics.json") in printed
-    assert (out / "eval" / "metrics.json").is_file() and list((out / "logs").glob("events.out.tfevents.*"))
+    assert str(out / "logs") in printed and str(out / "eval" / "test-model-mc2" / "metrics.json") in printed
+    assert (out / "eval" / "test-model-mc2" / "metrics.json").is_file() and list(
+        (out / "logs").glob("events.out.tfevents.*")
+    )
     # a second run never writes over the first one
     assert skin_lesion_demo.main(argv) == 1
     assert "not empty" in capsys.readouterr().err and len(commands) == 2

@@ -79,3 +79,42 @@ def test_a_fixed_file_name_keeps_the_previous_model_until_the_new_one_is_whole(t
     evaluator.state.metrics = {"score": 0.95}
     evaluator.fire_event(Events.EPOCH_COMPLETED)
     assert torch.equal(torch.load(tmp_path / "model.pt", weights_only=True)["weight"], network.weight)
+
+
+def test_the_key_metric_file_records_the_epoch_it_holds_and_its_hash(tmp_path):
+    """model.pt's epoch is the best epoch (2 of 3 here), recorded with the file's SHA-256 at each save."""
+    import hashlib
+    import json
+
+    network = torch.nn.Linear(2, 1)
+    saver = AtomicCheckpointSaver(
+        save_dir=str(tmp_path),
+        save_dict={"model": network},
+        save_key_metric=True,
+        key_metric_filename="model.pt",
+        record_file=str(tmp_path / "metrics.json"),
+    )
+    scores = {1: 0.2, 2: 0.9, 3: 0.5}
+    engine = Engine(lambda engine, batch: None)
+    engine.state.key_metric_name = "acc"
+
+    @engine.on(Events.EPOCH_COMPLETED)
+    def _score(engine):
+        engine.state.metrics = {"acc": scores[engine.state.epoch]}
+        with torch.no_grad():
+            network.weight.fill_(float(engine.state.epoch))
+
+    saver.attach(engine)
+    engine.run([0], max_epochs=3)
+    record = json.loads((tmp_path / "metrics.json").read_text())["best_checkpoint"]
+    digest = hashlib.sha256((tmp_path / "model.pt").read_bytes()).hexdigest()
+    assert record == {"file": "model.pt", "epoch": 2, "sha256": digest, "key_metric": "acc", "value": 0.9}
+    assert torch.load(tmp_path / "model.pt", weights_only=True)["weight"].flatten().tolist() == [2.0, 2.0]
+
+
+def test_no_record_without_record_file(tmp_path):
+    saver = AtomicCheckpointSaver(
+        save_dir=str(tmp_path), save_dict={"model": torch.nn.Linear(2, 1)}, file_prefix="last", save_interval=1
+    )
+    _trainer_with(saver, epochs=1)
+    assert [p.suffix for p in tmp_path.iterdir()] == [".pt"]  # no metrics file

@@ -104,14 +104,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nmake demo stopped: {e}", file=sys.stderr)
         return 1
 
-    validation = json.loads((out / "models" / "metrics.json").read_text())["validation"]
-    test = json.loads((out / "eval" / "metrics.json").read_text())["test"]
     from monai_imbalance.reporting import metrics_table
+    from monai_imbalance.workflow import evaluation_name
+
+    # each evaluation has its own folder, e.g. eval/test-model-mc50/
+    name = evaluation_name(split="test", checkpoint="model.pt", mc_dropout=True, mc_samples=args.mc_samples)
+    test_file = out / "eval" / name / "metrics.json"
+    validation = json.loads((out / "models" / "metrics.json").read_text())["validation"]
+    test = json.loads(test_file.read_text())["test"]
 
     print("\n" + metrics_table({"validation": validation, "test (MC)": test}, per_class="f1"))
     print(f"\nbest epoch {validation['epoch']} (validation macro-F1), {time.perf_counter() - started:.0f} s in all")
     print(f"TensorBoard logs : {out / 'logs'}   (tensorboard --logdir {out / 'logs'})")
-    print(f"metrics.json     : {out / 'eval' / 'metrics.json'} (test), {out / 'models' / 'metrics.json'} (validation)")
+    print(f"metrics.json     : {test_file} (test), {out / 'models' / 'metrics.json'} (validation)")
     print(f"checkpoints      : {out / 'models'}")
     return 0
 

@@ -96,7 +96,9 @@ def _argument_parser() -> argparse.ArgumentParser:
         "--metrics", nargs="+", default=None, help="columns: names in the report (default: the preset's, else all)"
     )
     grid.add_argument(
-        "--metrics_key", default=None, help="entry of eval/metrics.json to read (default: the bundle's eval_split)"
+        "--metrics_key",
+        default=None,
+        help="entry of eval/<name>/metrics.json to read (default: the bundle's eval_split)",
     )
     grid.add_argument(
         "--evaluate_overrides",

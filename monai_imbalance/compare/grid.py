@@ -7,9 +7,10 @@ paper's random over-sampling is ``--loss_name ce --sampler_name over``. :func:`r
 1. train with ``configs/train.yaml`` and ``--seed s`` into ``<output_dir>/<variant>/seed<s>/{models,logs}``
    (:func:`~monai_imbalance.compare.runner.train_run`);
 2. evaluate ``models/model.pt`` with ``configs/train.yaml`` + ``configs/evaluate.yaml``
-   (:func:`~monai_imbalance.compare.runner.evaluate_run`), writing ``<output_dir>/<variant>/seed<s>/eval/``;
+   (:func:`~monai_imbalance.compare.runner.evaluate_run`), writing ``<output_dir>/<variant>/seed<s>/eval/<name>/``
+   (the bundle's evaluation name, e.g. ``test-model`` or ``test-model-mc50``);
    evaluation-only overrides (e.g. ``--use_threshold true``, ``--mc_dropout true``) go to this step only;
-3. read the metrics from that run's ``eval/metrics.json`` under ``metrics_key``: the bundle's ``eval_split``
+3. read the metrics from that evaluation's ``metrics.json`` under ``metrics_key``: the bundle's ``eval_split``
    (``test``) unless given. Every bundle's ``evaluate.yaml`` writes its report there: the classification
    bundles the classification report (``accuracy``, ``balanced_accuracy``, ``f1_macro``, ``auc``, binary:
    ``f1_positive``, ``specificity``, ...), the segmentation bundles the pixel scores (``jaccard``, ``dice``,
@@ -60,7 +61,7 @@ import numpy as np
 from monai_imbalance.reporting import load_metrics_json, to_jsonable
 from monai_imbalance.workflow import latest_checkpoint
 
-from .runner import bundle_folder, evaluate_run, format_overrides, parse_overrides, train_run
+from .runner import bundle_folder, evaluate_run, evaluation_metrics_file, format_overrides, parse_overrides, train_run
 
 __all__ = [
     "METRIC_LABELS",
@@ -417,7 +418,7 @@ def format_grid(table: Mapping[str, Any]) -> str:
     key = f"the `{table['metrics_key']}` report of " if table.get("metrics_key") else ""
     lines += [
         f"{source}eed(s) {', '.join(str(s) for s in seeds)}: mean ± SD over seeds (SD with n - 1) of {key}each "
-        "run's `eval/metrics.json`.",
+        "run's evaluation (`eval/<name>/metrics.json`).",
         "",
         "| variant | " + " | ".join(METRIC_LABELS.get(name, name) for name in names) + " |",
         "|---|" + "---:|" * len(names),
@@ -489,8 +490,8 @@ def _run_one(
     metrics_key: str | None,
     overwrite: bool,
     resume: bool,
-) -> str:
-    """Train and evaluate one ``(variant, seed)`` unless ``resume`` finds it done; return its metrics key."""
+) -> tuple[str, Path]:
+    """Train and evaluate one ``(variant, seed)`` unless ``resume`` finds it done; return its metrics key and file."""
     train_settings = {**shared, **variant.overrides}
     eval_settings = {**shared_eval, **variant.evaluate_overrides}
     identity = to_jsonable(
@@ -521,7 +522,8 @@ def _run_one(
             bundle,
             run_dir / "models",
             run_dir / "eval",
-            {**train_settings, **eval_settings, "seed": seed},
+            # the grid owns its run folders: an evaluation interrupted earlier is replaced (moved aside)
+            {**train_settings, **eval_settings, "seed": seed, "overwrite": True},
             log_dir=run_dir / "logs",
         )
         key = metrics_key
@@ -529,10 +531,13 @@ def _run_one(
             if workflow.parser.get("eval_split") is None:
                 raise ValueError(f"{bundle} has no 'eval_split' in its evaluate.yaml: pass metrics_key (--metrics_key)")
             key = str(workflow.parser.get_parsed_content("eval_split"))
-        _write_state(state_file, {**identity, "status": "evaluated", "metrics_key": key})
-        return key
+        metrics_file = str(evaluation_metrics_file(workflow))
+        _write_state(state_file, {**identity, "status": "evaluated", "metrics_key": key, "metrics_file": metrics_file})
+        return key, Path(metrics_file)
     logger.info("grid: %s, seed %s is finished (%s)", variant.name, seed, run_dir)
-    return metrics_key or str(state["metrics_key"])
+    # a grid written before evaluations had folders of their own read eval/metrics.json
+    metrics_file = state.get("metrics_file") or run_dir / "eval" / "metrics.json"
+    return metrics_key or str(state["metrics_key"]), Path(metrics_file)
 
 
 def run_grid(
@@ -559,7 +564,7 @@ def run_grid(
             ``<output_dir>/grid.md`` and ``grid.json``.
         overrides: bundle overrides of every run, training and evaluation (data, network, epochs, ...).
         evaluate_overrides: bundle overrides of every evaluation only (e.g. ``{"mc_dropout": "true"}``).
-        metrics_key: the entry of ``eval/metrics.json`` to read (default: the bundle's ``eval_split``).
+        metrics_key: the entry of the evaluation's ``metrics.json`` to read (default: the bundle's ``eval_split``).
         metric_names: the columns (default: every score of the first run's report, :func:`default_metric_names`).
         overwrite: retrain every run in an ``output_dir`` that already holds files (over the old checkpoints).
         resume: continue the grid in ``output_dir``: finished runs are read back, not rerun.
@@ -602,8 +607,9 @@ def run_grid(
     for seed in seeds:
         for variant in variants:
             run_dir = out / variant.name / f"seed{seed}"
-            key = _run_one(root, variant, seed, run_dir, shared, shared_eval, metrics_key, overwrite, resume)
-            metrics_file = run_dir / "eval" / "metrics.json"
+            key, metrics_file = _run_one(
+                root, variant, seed, run_dir, shared, shared_eval, metrics_key, overwrite, resume
+            )
             values = read_metrics(metrics_file, key, metric_names)
             metric_names = list(values) if metric_names is None else metric_names
             keys.append(key)

@@ -6,7 +6,8 @@ One training run and one evaluation run of a bundle are the building blocks of e
 - :func:`train_run` trains with ``configs/train.yaml`` into ``<run_dir>/{models,logs}`` (``output_dir`` is
   ``<run_dir>/eval``);
 - :func:`evaluate_run` evaluates a checkpoint with ``configs/train.yaml`` + ``configs/evaluate.yaml``; the bundle
-  writes ``<output_dir>/metrics.json``.
+  writes ``<output_dir>/<evaluation name>/metrics.json`` (e.g. ``test-model``, ``test-model-mc50``), which
+  :func:`evaluation_metrics_file` returns.
 
 Overrides are the bundle's command-line switches as a mapping (``{"loss_name": "focal"}`` for
 ``--loss_name focal``); :func:`parse_overrides` reads them from command-line words.
@@ -25,6 +26,7 @@ __all__ = [
     "bundle_folder",
     "checkpoint_file",
     "evaluate_run",
+    "evaluation_metrics_file",
     "format_overrides",
     "parse_overrides",
     "run_bundle_config",
@@ -196,9 +198,12 @@ def evaluate_run(
         bundle: the bundle folder.
         checkpoint: ``model.pt`` or the folder holding it; that folder is the run's ``ckpt_dir`` (where
             ``--use_threshold true`` finds the decision rule chosen in training).
-        output_dir: where the bundle writes ``metrics.json`` and its figures.
-        overrides: further bundle overrides (data, network, ``seed``, ``mc_dropout``, ``use_threshold``, ...).
-        log_dir: TensorBoard folder (the bundle writes under ``<log_dir>/evaluate``); default ``<output_dir>/logs``.
+        output_dir: the bundle writes ``metrics.json`` and its figures into ``<output_dir>/<evaluation name>``
+            (:func:`evaluation_metrics_file`).
+        overrides: further bundle overrides (data, network, ``seed``, ``mc_dropout``, ``use_threshold``,
+            ``overwrite`` to replace an earlier evaluation of the same name, ...).
+        log_dir: TensorBoard folder (the bundle writes under ``<log_dir>/evaluate/<evaluation name>``); default
+            ``<output_dir>/logs``.
         before_run: see :func:`run_bundle_config`.
 
     Returns:
@@ -217,3 +222,8 @@ def evaluate_run(
         "log_dir": str(out / "logs" if log_dir is None else log_dir),
     }
     return run_bundle_config(bundle, ["train", "evaluate"], settings, before_run=before_run)
+
+
+def evaluation_metrics_file(workflow: Any) -> Path:
+    """The ``metrics.json`` a finished :func:`evaluate_run` wrote: ``<output_dir>/<evaluation name>/metrics.json``."""
+    return Path(workflow.parser.get_parsed_content("eval_dir")) / "metrics.json"

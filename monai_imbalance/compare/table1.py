@@ -8,7 +8,7 @@ table from trained checkpoints of a bundle (``bundles/knee_oa_grading``, ``bundl
 
 1. every checkpoint is evaluated twice by the bundle's own ``evaluate.yaml`` (in this process, as
    ``python -m monai.bundle run`` would): without and with ``--mc_dropout true``. Each run writes its
-   ``metrics.json`` and Bland-Altman plot to ``<output_dir>/<variant>/seed<s>/``;
+   ``metrics.json`` and Bland-Altman plot to ``<output_dir>/<variant>/seed<s>/<evaluation name>/``;
 2. LoA ± CI come from the run's repeatability report (percentile bootstrap over patients, ``n_boot``);
    accuracy ± CI from a percentile bootstrap over patients of the per-image correctness (all images of a
    drawn patient enter together), :func:`~monai_imbalance.compare.bootstrap.accuracy_with_ci`.
@@ -28,7 +28,7 @@ The commands (``python -m monai_imbalance.compare train|table``) are in the pack
 Bundle contract: ``train.yaml`` with ``loss_name``, ``seed``, ``ckpt_dir``, ``log_dir``, ``output_dir``;
 ``evaluate.yaml`` layered over it with ``ckpt_path``, ``mc_dropout``, ``mc_samples``, ``n_boot``, an
 ``evaluate#evaluator`` whose items carry ``patient_id`` and an ``id``, and a repeatability report under
-``"repeatability"`` and the classification report under ``eval_split`` in ``<output_dir>/metrics.json``.
+``"repeatability"`` and the classification report under ``eval_split`` in the evaluation's ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from monai_imbalance.metrics.repeatability import compare_repeatability
 from monai_imbalance.reporting import load_metrics_json, to_jsonable
 
 from .bootstrap import accuracy_with_ci, compare_accuracy
-from .runner import bundle_folder, checkpoint_file, evaluate_run, train_run
+from .runner import bundle_folder, checkpoint_file, evaluate_run, evaluation_metrics_file, train_run
 
 __all__ = [
     "COMPARISONS",
@@ -203,8 +203,8 @@ def evaluate_checkpoint(
         bundle: the bundle folder.
         checkpoint: ``model.pt`` or the folder holding it.
         mc_dropout: run through the bundle's MC-dropout inferer.
-        output_dir: where the bundle writes ``metrics.json``, the Bland-Altman and confusion-matrix PNGs, and
-            TensorBoard logs (``<output_dir>/logs``).
+        output_dir: the bundle writes ``metrics.json``, the Bland-Altman and confusion-matrix PNGs into
+            ``<output_dir>/<evaluation name>/`` and TensorBoard logs into ``<output_dir>/logs/evaluate/<name>``.
         overrides: further bundle overrides (data, network, ``mc_samples``, ``n_boot``, ...).
         variant, seed: labels stored in the record.
 
@@ -219,19 +219,21 @@ def evaluate_checkpoint(
         bundle,
         ckpt,
         out,
-        {**dict(overrides or {}), "mc_dropout": bool(mc_dropout)},
+        # table1 refuses an output_dir with results unless --overwrite: an evaluation there is replaced
+        {**dict(overrides or {}), "mc_dropout": bool(mc_dropout), "overwrite": True},
         before_run=lambda parser: collector.attach(parser.get_parsed_content("evaluate#evaluator")),
     )
     split = workflow.parser.get_parsed_content("eval_split")
-    metrics = load_metrics_json(out / "metrics.json")
+    metrics_file = evaluation_metrics_file(workflow)
+    metrics = load_metrics_json(metrics_file)
     if "repeatability" not in metrics:
-        raise ValueError(f"{out / 'metrics.json'} has no repeatability report: evaluate with repeats (not 'none')")
+        raise ValueError(f"{metrics_file} has no repeatability report: evaluate with repeats (not 'none')")
     correct = np.asarray(collector.predicted) == np.asarray(collector.labels)
     return EvaluationRecord(
         variant=variant,
         seed=int(seed),
         checkpoint=str(ckpt),
-        output_dir=str(out),
+        output_dir=str(metrics_file.parent),
         classification=metrics[split],
         repeatability=metrics["repeatability"],
         keys=collector.keys,

@@ -7,8 +7,16 @@ Importing it inside a ``python -m monai.bundle run`` command installs the short 
 
 from monai_imbalance.switches import as_bool
 
-from .atomic_checkpoint import AtomicCheckpointSaver
+from .atomic_checkpoint import BEST_CHECKPOINT_KEY, AtomicCheckpointSaver, file_sha256
 from .distributed import default_device, distributed_backend, global_rank, init_distributed
+from .evaluation_folder import (
+    EVALUATION_KEY,
+    EvaluationExistsError,
+    describe_checkpoint,
+    evaluation_name,
+    finish_evaluation,
+    prepare_evaluation,
+)
 from .model_settings import (
     DATA_KEYS,
     DEPENDENT_SETTINGS,
@@ -42,28 +50,39 @@ from .overrides import (
 from .resume_state import ResumeState, randomizable_objects
 from .run_folder import (
     LAST_CHECKPOINT_PREFIX,
+    RUN_FILE_PATTERNS,
+    RUNS_KEY,
     ConflictingSwitchesError,
     CorruptCheckpointError,
     EarlierRunError,
+    ForeignFilesError,
     RunFileNotFoundError,
     checked_checkpoint,
+    earlier_run_files,
     epoch_checkpoints,
     latest_checkpoint,
     move_aside,
     resume_checkpoint,
+    start_training_run,
     trained_class_names,
 )
+from .run_lock import RUN_LOCK_NAME, RunLock, RunLockedError, acquire_run_lock
 from .run_settings import SETTINGS_KEY, record_run_settings, run_overrides
 from .user_errors import find_user_error, format_user_error, install_excepthook, install_for_bundle_runs
 
 __all__ = [
+    "BEST_CHECKPOINT_KEY",
     "DATA_KEYS",
     "DEPENDENT_SETTINGS",
+    "EVALUATION_KEY",
     "EVALUATION_MAY_DIFFER",
     "LAST_CHECKPOINT_PREFIX",
     "MODEL_KEYS",
     "MODEL_SETTINGS_FILE",
     "RESUME_MAY_CHANGE",
+    "RUNS_KEY",
+    "RUN_FILE_PATTERNS",
+    "RUN_LOCK_NAME",
     "RUN_SWITCHES",
     "SETTINGS_KEY",
     "SPLIT_IDS_FILE",
@@ -71,11 +90,16 @@ __all__ = [
     "ConflictingSwitchesError",
     "CorruptCheckpointError",
     "EarlierRunError",
+    "EvaluationExistsError",
+    "ForeignFilesError",
     "ModelSettingsEntry",
     "ModelSettingsMismatchError",
     "ResumeState",
     "RunFileNotFoundError",
+    "RunLock",
+    "RunLockedError",
     "UnknownOverrideError",
+    "acquire_run_lock",
     "as_bool",
     "bundle_command",
     "bundle_run_in_process",
@@ -86,10 +110,15 @@ __all__ = [
     "check_resume",
     "checked_checkpoint",
     "default_device",
+    "describe_checkpoint",
     "describe_transforms",
     "distributed_backend",
+    "earlier_run_files",
     "epoch_checkpoints",
+    "evaluation_name",
+    "file_sha256",
     "find_user_error",
+    "finish_evaluation",
     "format_user_error",
     "global_rank",
     "init_distributed",
@@ -100,6 +129,7 @@ __all__ = [
     "model_setting",
     "move_aside",
     "parse_override_value",
+    "prepare_evaluation",
     "randomizable_objects",
     "read_model_settings",
     "read_split_ids",
@@ -108,6 +138,7 @@ __all__ = [
     "resume_checkpoint",
     "run_overrides",
     "split_identity",
+    "start_training_run",
     "trained_class_names",
 ]
 
