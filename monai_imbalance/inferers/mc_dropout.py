@@ -36,6 +36,7 @@ from monai.utils import convert_to_dst_type, optional_import
 from torch import nn
 
 from monai_imbalance.inferers.prefix_reuse import DEFAULT_CACHE_LIMIT_BYTES, PrefixReuse, split_at_first_dropout
+from monai_imbalance.metrics.uncertainty import entropy
 from monai_imbalance.networks.dropout import mc_dropout_mode
 from monai_imbalance.workflow.switches import as_bool
 
@@ -46,14 +47,6 @@ __all__ = ["MCDropoutInferer"]
 _ACTIVATIONS = ("softmax", "sigmoid")
 
 logger = logging.getLogger(__name__)
-
-
-def _entropy(probs: torch.Tensor, activation: str) -> torch.Tensor:
-    """Entropy in nats: softmax over channel dim 1 (keepdim, ``(B, 1, ...)``); sigmoid per element."""
-    if activation == "softmax":
-        return -torch.special.xlogy(probs, probs).sum(dim=1, keepdim=True)
-    q = 1.0 - probs
-    return -(torch.special.xlogy(probs, probs) + torch.special.xlogy(q, q))
 
 
 class MCDropoutInferer(Inferer):
@@ -251,7 +244,7 @@ class MCDropoutInferer(Inferer):
                         mean = mean + delta / count
                         m2 = m2 + delta * (probs - mean)
                     if self.activation is not None:
-                        h = _entropy(probs, self.activation)
+                        h = entropy(probs, activation=self.activation)
                         mean_entropy = h if mean_entropy is None else mean_entropy + (h - mean_entropy) / count
                     if keep:
                         samples.append(probs)
@@ -267,9 +260,9 @@ class MCDropoutInferer(Inferer):
             "samples": torch.stack(samples) if keep else None,
         }
         if self.activation is not None and mean_entropy is not None:
-            entropy = _entropy(mean, self.activation)
-            result["entropy"] = entropy
-            result["mutual_information"] = (entropy - mean_entropy).clamp_min(0.0)
+            predictive = entropy(mean, activation=self.activation)
+            result["entropy"] = predictive
+            result["mutual_information"] = (predictive - mean_entropy).clamp_min(0.0)
         if isinstance(inputs, MetaTensor):
             result["mean"] = convert_to_dst_type(mean, inputs, dtype=mean.dtype, device=device)[0]
         self.last_output = {k: (v.detach() if isinstance(v, torch.Tensor) else v) for k, v in result.items()}
