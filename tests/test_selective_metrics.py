@@ -316,3 +316,16 @@ def test_bad_input():
         SelectivePredictionMetric()(probs, labels, uncertainty=u[:3])
     with pytest.raises(ValueError, match="no data"):
         SelectivePredictionMetric().aggregate()
+
+
+def test_metrics_table_shows_calibration_and_referral():
+    from monai_imbalance.reporting import metrics_table
+
+    probs, labels = _case(9)
+    u = max_probability_uncertainty(probs)[:, 0]
+    report = {**selective_report(probs, labels, u), "ece": 0.05, "uncertainty_score": "max_probability"}
+    text = metrics_table({"test": report, "test (MC)": report}, per_class=None)
+    assert "ECE (top-label)" in text and "AURC" in text and "uncertainty-error AUROC" in text
+    assert "kept cases after referral (by max_probability)" in text
+    line = next(row for row in text.splitlines() if row.strip().startswith("macro F1, 20% referred"))
+    assert line.split()[-2:] == [f"{report['referral']['0.2']['f1_macro']:.3f}"] * 2
