@@ -155,6 +155,8 @@ METRIC_LABELS: dict[str, str] = {
     "aurc": "AURC",
     "e_aurc": "E-AURC",
     "uncertainty_auroc": "uncertainty-error AUROC",
+    "pixel_uncertainty_auroc": "pixel uncertainty-error AUROC",
+    "image_aurc": "image AURC (1 - Dice)",
     "loa": "95% limits of agreement",
     "loa_boot_mean": "LoA (bootstrap mean, paper)",
     "loa_rel": "LoA relative to the range",
@@ -225,7 +227,12 @@ def metrics_table(
     return "\n".join(lines)
 
 
-_REFERRAL_SCORES = (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"), ("f1_macro", "macro F1"))
+_REFERRAL_SCORES = (
+    ("accuracy", "accuracy"),
+    ("balanced_accuracy", "balanced accuracy"),
+    ("f1_macro", "macro F1"),
+    ("dice", "mean Dice"),
+)
 
 
 def _referral_lines(columns: Mapping[str, Mapping[str, Any]], label_width: int) -> list[str]:
@@ -240,6 +247,8 @@ def _referral_lines(columns: Mapping[str, Mapping[str, Any]], label_width: int) 
     for rate in rates:
         share = _number(next((t[rate].get("rate") for t in tables.values() if isinstance(t.get(rate), Mapping)), None))
         for key, label in _REFERRAL_SCORES:
+            if not any(isinstance(t.get(rate), Mapping) and key in t[rate] for t in tables.values()):
+                continue
             text = f"{label}, {share:.0%} referred" if share is not None else f"{label}, rate {rate}"
             rows.append((text, [table.get(rate, {}).get(key) for table in tables.values()]))
     width = max([label_width, len(heading) + 2, *(len(text) + 4 for text, _ in rows)])

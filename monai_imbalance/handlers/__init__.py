@@ -10,6 +10,7 @@ from .referral import ReferralSelector
 from .repeatability import RepeatabilityHandler
 from .segmentation_figures import SegmentationFiguresHandler, plot_segmentation_overlays
 from .segmentation_masks import SegmentationMaskWriter
+from .segmentation_uncertainty import SegmentationUncertaintyHandler, image_uncertainty
 from .summary_writer import LazySummaryWriter, write_hparams
 from .tensorboard_metrics import TensorBoardMetrics, phase_tag
 from .threshold import ThresholdSelector
@@ -34,10 +35,12 @@ __all__ = [
     "RepeatabilityHandler",
     "SegmentationFiguresHandler",
     "SegmentationMaskWriter",
+    "SegmentationUncertaintyHandler",
     "TensorBoardMetrics",
     "ThresholdSelector",
     "UncertaintyReportHandler",
     "engine_uncertainty",
+    "image_uncertainty",
     "mc_dropout_uncertainty",
     "phase_tag",
     "plot_confusion_matrix",
