@@ -16,7 +16,8 @@ Columns, in this order:
   through ``uncertainty_transform``;
 - with a ``referral_rule`` (fitted on validation, :func:`monai_imbalance.transforms.read_referral_rule`):
   ``uncertainty``, the rule's score of the sample, and ``refer``, 1 when it exceeds the rule's threshold (the
-  sample goes to a person) else 0. The log says how many were referred.
+  sample goes to a person) else 0. The log says how many were referred. ``uncertainty`` is written at full
+  precision (``repr``), so that ``refer == (uncertainty > threshold)`` holds in the file itself.
 
 ``pred`` must be class probabilities: softmax in the postprocessing (``Activationsd(softmax=True)``)
 or the MC-dropout inferer's mean, and no ``AsDiscreted(argmax=True)`` on it.

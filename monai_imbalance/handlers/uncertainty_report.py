@@ -237,7 +237,12 @@ class UncertaintyReportHandler(EpochHandler):
         }
         out.update({"uncertainty_score": score, "mc_dropout": self._mc, "temperature": self.temperature})
         stored = self.referral_rule
-        if stored is not None and stored.get("score") in scores and bool(stored.get("mc_dropout")) == self._mc:
+        if stored is not None and (stored.get("score") not in scores or bool(stored.get("mc_dropout")) != self._mc):
+            self.logger.info(
+                f"the stored referral rule (score {stored.get('score')!r}, mc_dropout={bool(stored.get('mc_dropout'))}) "
+                f"is not applied: this run has mc_dropout={self._mc}"
+            )
+        elif stored is not None:
             u = scores[stored["score"]]
             t = float(stored["threshold"])
             kept = u.double() <= t

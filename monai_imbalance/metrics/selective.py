@@ -180,7 +180,8 @@ def _check_rate(rate: float) -> float:
 def referral_threshold(uncertainty: Any, *, rate: float) -> float:
     """The threshold ``t`` that refers (``u > t``) a fraction ``rate`` of the cases (module docstring).
 
-    ``rate = 0`` gives the largest score (nothing referred). The value is one of the given scores,
+    ``rate = 0`` gives the largest score (nothing referred); at least one case is always kept (a rate close to 1
+    on a handful of cases). The value is one of the given scores,
     converted exactly to a Python float, so applying it to the same scores refers the same cases.
     """
     rate = _check_rate(rate)
