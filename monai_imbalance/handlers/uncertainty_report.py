@@ -239,8 +239,8 @@ class UncertaintyReportHandler(EpochHandler):
         stored = self.referral_rule
         if stored is not None and (stored.get("score") not in scores or bool(stored.get("mc_dropout")) != self._mc):
             self.logger.info(
-                f"the stored referral rule (score {stored.get('score')!r}, mc_dropout={bool(stored.get('mc_dropout'))}) "
-                f"is not applied: this run has mc_dropout={self._mc}"
+                f"the stored referral rule (score {stored.get('score')!r}, fitted with mc_dropout="
+                f"{bool(stored.get('mc_dropout'))}) is not applied: this run has mc_dropout={self._mc}"
             )
         elif stored is not None:
             u = scores[stored["score"]]
