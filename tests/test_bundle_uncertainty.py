@@ -45,6 +45,15 @@ def test_temperature_and_referral_round_trip(tmp_path, shared_data):
         for name in ("reliability_diagram.png", "risk_coverage.png"):
             assert (tmp_path / "eval" / name).read_bytes()[:4] == b"\x89PNG"
 
+    # the stored rule applied by evaluation to the validation split (a separate code path: logits / T, softmax)
+    # refers the share it was fitted for
+    run_bundle_in_process(
+        BUNDLE, ["train", "evaluate"], {**args, "eval_split": "val", "output_dir": str(tmp_path / "val")}
+    )
+    validation = read_json(tmp_path / "val" / "metrics.json")["val"]
+    assert validation["referral_rule"]["referred_fraction"] == rule["referred_fraction"] == 7 / 28
+    assert validation["referral_rule"]["accuracy"] == pytest.approx(rule["retained_accuracy"])
+
     run = run_bundle_in_process(BUNDLE, ["train", "inference"], {**args, "overwrite": True})
     with open(tmp_path / "eval" / "predictions.csv") as f:
         rows = list(csv.DictReader(f))

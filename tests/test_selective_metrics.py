@@ -182,6 +182,11 @@ def test_referral_threshold_refers_the_target_rate_exactly(n, rate):
     assert referred == math.floor(rate * n + 0.5)
     # the float threshold, compared with the float32 scores, refers the same cases
     assert int((u > t).sum()) == referred
+    # halfway between the last kept and the first referred score: a rounding error in the scores changes nothing
+    if 0 < referred < n:
+        ordered = torch.sort(u.double()).values
+        assert t == pytest.approx(float(ordered[n - referred - 1] + ordered[n - referred]) / 2)
+        assert int((u * (1 + 1e-6) > t).sum()) == int((u * (1 - 1e-6) > t).sum()) == referred
 
 
 def test_referral_threshold_with_ties_refers_fewer_and_keeps_ties_together():
@@ -199,14 +204,14 @@ def test_referral_threshold_with_ties_refers_fewer_and_keeps_ties_together():
 def test_accuracy_referral_threshold():
     u = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
     wrong = torch.tensor([0.0, 0.0, 1.0, 0.0, 1.0, 1.0])
-    # kept accuracies by threshold: 1, 1, 2/3, 3/4, 3/5, 1/2
-    assert accuracy_referral_threshold(u, wrong, target_accuracy=0.75) == pytest.approx(0.4)
-    assert accuracy_referral_threshold(u, wrong, target_accuracy=0.9) == pytest.approx(0.2)
+    # kept accuracies by threshold: 1, 1, 2/3, 3/4, 3/5, 1/2; the threshold lies halfway to the next score
+    assert accuracy_referral_threshold(u, wrong, target_accuracy=0.75) == pytest.approx(0.45)
+    assert accuracy_referral_threshold(u, wrong, target_accuracy=0.9) == pytest.approx(0.25)
     assert accuracy_referral_threshold(u, wrong, target_accuracy=0.5) == pytest.approx(0.6)
     with pytest.warns(UserWarning, match="no referral threshold reaches"):
         # kept accuracies 0, 1/2, 1/3, 1/2, 2/5, 1/3: the best, 1/2, at the larger threshold
         worse = torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0, 1.0])
-        assert accuracy_referral_threshold(u, worse, target_accuracy=0.9) == pytest.approx(0.4)
+        assert accuracy_referral_threshold(u, worse, target_accuracy=0.9) == pytest.approx(0.45)
     with pytest.raises(ValueError, match="target_accuracy"):
         accuracy_referral_threshold(u, wrong, target_accuracy=0.0)
 

@@ -23,11 +23,14 @@ thereby the mean over all tie-breaking orders (a constant score gets ``AURC = me
 value that depends on the input order).
 
 Referral at a rate ``r`` (:func:`referral_threshold`): ``n = floor(r N + 1/2)`` cases are to be referred;
-the threshold ``t`` is the largest ``u`` kept, the ``(N - n)``-th smallest, and every case with ``u > t``
-is referred. So exactly ``n`` are referred unless the ``(N - n)``-th and ``(N - n + 1)``-th scores tie
-(then fewer: tied cases share one fate). Fitted on validation data, the threshold (not the rate) is what
-inference applies: new data then refer about ``r`` of the cases. :func:`accuracy_referral_threshold`
-fits the threshold for a target accuracy of the kept cases instead; :func:`referral_table` reports the
+every case with ``u > t`` is referred, where the threshold ``t`` lies halfway between the largest score kept
+(the ``(N - n)``-th smallest) and the smallest score referred (the next one). So exactly ``n`` are referred
+unless those two scores tie (then fewer: tied cases share one fate, and ``t`` is their score). Halfway, and not
+at the last kept score, so that the same cases scored again (another batch size, device or code path, which
+moves a float32 score by a rounding error) are referred the same way. Fitted on validation data, the threshold
+(not the rate) is what inference applies: new data then refer about ``r`` of the cases.
+:func:`accuracy_referral_threshold` fits the threshold for a target accuracy of the kept cases instead (halfway
+to the next distinct score as well); :func:`referral_table` reports the
 kept cases' accuracy, balanced accuracy and macro-F1 at the rates :data:`REFERRAL_RATES`.
 
 Computed in float64 on the CPU (inputs may live on any device); results are Python floats.
@@ -177,12 +180,18 @@ def _check_rate(rate: float) -> float:
     return float(rate)
 
 
+def _halfway(values: torch.Tensor, index: int) -> float:
+    """Midway between ``values[index]`` and the next value of the increasing ``values`` (the last: itself)."""
+    if index + 1 >= values.shape[0]:
+        return float(values[index])
+    return float((values[index] + values[index + 1]) / 2)
+
+
 def referral_threshold(uncertainty: Any, *, rate: float) -> float:
     """The threshold ``t`` that refers (``u > t``) a fraction ``rate`` of the cases (module docstring).
 
     ``rate = 0`` gives the largest score (nothing referred); at least one case is always kept (a rate close to 1
-    on a handful of cases). The value is one of the given scores,
-    converted exactly to a Python float, so applying it to the same scores refers the same cases.
+    on a handful of cases).
     """
     rate = _check_rate(rate)
     u, _ = _check_scores(uncertainty)
@@ -190,11 +199,11 @@ def referral_threshold(uncertainty: Any, *, rate: float) -> float:
     keep = n - math.floor(rate * n + 0.5)
     if keep < 1:  # rate close to 1 on few cases: keep the most certain one
         keep = 1
-    return float(torch.sort(u).values[keep - 1])
+    return _halfway(torch.sort(u).values, keep - 1)
 
 
 def accuracy_referral_threshold(uncertainty: Any, errors: Any, *, target_accuracy: float) -> float:
-    """The largest threshold ``t`` whose kept cases (``u <= t``) reach ``target_accuracy``.
+    """The largest threshold ``t`` whose kept cases (``u <= t``) reach ``target_accuracy`` (halfway to the next score).
 
     ``errors`` ``(N,)``: 1 for a wrong case, 0 for a right one. Where no threshold reaches the target, the
     one with the highest accuracy of the kept cases is returned (the largest of them on ties), with a
@@ -208,7 +217,7 @@ def accuracy_referral_threshold(uncertainty: Any, errors: Any, *, target_accurac
     kept_accuracy = 1.0 - curve.risk
     reached = (kept_accuracy >= float(target_accuracy) - 1e-12).nonzero()
     if reached.numel():
-        return float(curve.threshold[int(reached.max())])
+        return _halfway(curve.threshold, int(reached.max()))
     best = float(kept_accuracy.max())
     index = int((kept_accuracy == best).nonzero().max())
     warnings.warn(
@@ -216,7 +225,7 @@ def accuracy_referral_threshold(uncertainty: Any, errors: Any, *, target_accurac
         f"one, which keeps {float(curve.coverage[index]):.1%} of the cases at accuracy {best:.4f}",
         stacklevel=2,
     )
-    return float(curve.threshold[index])
+    return _halfway(curve.threshold, index)
 
 
 def retained_mean(uncertainty: Any, values: Any, *, rates: Sequence[float] = REFERRAL_RATES) -> dict[str, Any]:
