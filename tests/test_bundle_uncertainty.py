@@ -75,3 +75,13 @@ def test_temperature_and_referral_round_trip(tmp_path, shared_data):
         expect_failure=True,
     )
     assert "error: the referral rule" in failed.stderr and "--mc_dropout false" in failed.stderr
+
+
+def test_two_process_training_fits_temperature_and_referral(tmp_path, shared_data):
+    from bundle_runner import run_bundle
+
+    args = tiny_dermamnist_overrides(tmp_path, shared_data, calibrate="temperature", referral_rate=0.25)
+    run_bundle(BUNDLE, ["train", "multi_gpu_train"], args, nproc=2)
+    stored = read_json(tmp_path / "models" / "metrics.json")
+    assert stored["temperature"]["num_samples"] == stored["referral_rule"]["num_samples"] == 28  # both ranks' cases
+    assert stored["referral_rule"]["referred_fraction"] == pytest.approx(7 / 28)
