@@ -334,3 +334,26 @@ def test_metrics_table_shows_calibration_and_referral():
     assert "kept cases after referral (by max_probability)" in text
     line = next(row for row in text.splitlines() if row.strip().startswith("macro F1, 20% referred"))
     assert line.split()[-2:] == [f"{report['referral']['0.2']['f1_macro']:.3f}"] * 2
+
+
+def test_cumulative_metric_follows_the_decision_rule():
+    probs, labels = _case(10, num_classes=2)
+    metric = SelectivePredictionMetric("aurc", decision_threshold=0.8)
+    metric(probs, labels)
+    u = max_probability_uncertainty(probs)[:, 0]
+    errors = ((probs[:, 1] >= 0.8).long() != labels).double()
+    assert metric.aggregate() == pytest.approx(aurc(u, errors), abs=1e-12)
+    assert metric.report()["error_rate"] == pytest.approx(errors.mean().item())
+
+
+def test_sigmoid_score_maxima_are_reached_at_one_half():
+    from monai_imbalance.metrics import SIGMOID_SCORE_MAX
+
+    half = torch.full((1, 1, 2), 0.5)
+    samples = torch.stack([torch.zeros(1, 1, 2), torch.ones(1, 1, 2)])  # two passes at 0 and 1: mean 1/2
+    assert max_probability_uncertainty(half, activation="sigmoid").max().item() == SIGMOID_SCORE_MAX["max_probability"]
+    assert entropy(half, activation="sigmoid").max().item() == pytest.approx(SIGMOID_SCORE_MAX["entropy"])
+    assert mutual_information(samples, activation="sigmoid").max().item() == pytest.approx(
+        SIGMOID_SCORE_MAX["mutual_information"]
+    )
+    assert samples.var(dim=0, unbiased=False).max().item() == SIGMOID_SCORE_MAX["variance"]

@@ -24,7 +24,6 @@ histograms and per-image values of all ranks are gathered, ``save_rank`` writes.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -38,7 +37,12 @@ from monai_imbalance.handlers.epoch_handler import EpochHandler
 from monai_imbalance.inferers.mc_dropout import MCDropoutInferer
 from monai_imbalance.metrics.segmentation import DEFAULT_AUC_BINS, pixel_score_histograms, roc_auc_from_histograms
 from monai_imbalance.metrics.selective import REFERRAL_RATES, aurc, retained_mean
-from monai_imbalance.metrics.uncertainty import MC_ONLY_SCORES, UNCERTAINTY_SCORES, uncertainty_from_output
+from monai_imbalance.metrics.uncertainty import (
+    MC_ONLY_SCORES,
+    SIGMOID_SCORE_MAX,
+    UNCERTAINTY_SCORES,
+    uncertainty_from_output,
+)
 from monai_imbalance.reporting import load_metrics_json, update_metrics_json
 
 idist, _ = optional_import("ignite", IgniteInfo.OPT_IMPORT_VERSION, min_version, "distributed")
@@ -46,11 +50,7 @@ idist, _ = optional_import("ignite", IgniteInfo.OPT_IMPORT_VERSION, min_version,
 if TYPE_CHECKING:
     from ignite.engine import Engine
 
-__all__ = ["SEGMENTATION_SCORE_MAX", "SegmentationUncertaintyHandler", "image_uncertainty"]
-
-#: the largest value of every sigmoid uncertainty score (per pixel), which scales it to ``[0, 1]``
-SEGMENTATION_SCORE_MAX = {"max_probability": 0.5, "entropy": math.log(2.0), "mutual_information": math.log(2.0),
-                          "variance": 0.25}  # fmt: skip
+__all__ = ["SegmentationUncertaintyHandler", "image_uncertainty"]
 
 
 def image_uncertainty(uncertainty: torch.Tensor, foreground: torch.Tensor, valid: torch.Tensor | None = None) -> float:
@@ -171,7 +171,7 @@ class SegmentationUncertaintyHandler(EpochHandler):
             wrong = (foreground != truth).float()
             self._dice.append(_dice(foreground, truth, valid))
             for score, u in self._maps(engine, p.float(), index).items():
-                scaled = (u.float() / SEGMENTATION_SCORE_MAX[score]).clamp(0.0, 1.0)
+                scaled = (u.float() / SIGMOID_SCORE_MAX[score]).clamp(0.0, 1.0)
                 h = pixel_score_histograms(
                     scaled[None], wrong[None], None if valid is None else valid[None], n_bins=self.n_bins
                 ).sum(dim=0)

@@ -72,6 +72,7 @@ from .selective import (
 )
 from .uncertainty import (
     MC_ONLY_SCORES,
+    SIGMOID_SCORE_MAX,
     UNCERTAINTY_SCORES,
     entropy,
     max_probability_uncertainty,
@@ -93,6 +94,7 @@ __all__ = [
     "PREDICTION_FORMS",
     "REFERRAL_RATES",
     "SELECTIVE_METRIC_NAMES",
+    "SIGMOID_SCORE_MAX",
     "UNCERTAINTY_SCORES",
     "CalibrationMetric",
     "ClassificationMetric",

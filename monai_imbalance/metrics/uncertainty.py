@@ -21,6 +21,7 @@ probabilities for the scores that need no Monte Carlo passes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,6 +29,7 @@ import torch
 
 __all__ = [
     "MC_ONLY_SCORES",
+    "SIGMOID_SCORE_MAX",
     "UNCERTAINTY_SCORES",
     "entropy",
     "max_probability_uncertainty",
@@ -41,6 +43,9 @@ __all__ = [
 UNCERTAINTY_SCORES = ("max_probability", "entropy", "mutual_information", "variance")
 #: the scores that need Monte Carlo passes (the spread of the passes)
 MC_ONLY_SCORES = ("mutual_information", "variance")
+#: the largest value of every score of one sigmoid channel (a binary problem), e.g. to scale a pixel map to [0, 1]
+SIGMOID_SCORE_MAX = {"max_probability": 0.5, "entropy": math.log(2.0), "mutual_information": math.log(2.0),
+                     "variance": 0.25}  # fmt: skip
 
 _ACTIVATIONS = ("softmax", "sigmoid")
 
