@@ -147,6 +147,16 @@ METRIC_LABELS: dict[str, str] = {
     "recall": "recall (sensitivity)",
     "specificity": "specificity",
     "auc": "AUC",
+    "ece": "ECE (top-label)",
+    "ece_before_temperature": "ECE before temperature",
+    "classwise_ece": "class-wise ECE",
+    "brier": "Brier score",
+    "nll": "NLL",
+    "aurc": "AURC",
+    "e_aurc": "E-AURC",
+    "uncertainty_auroc": "uncertainty-error AUROC",
+    "pixel_uncertainty_auroc": "pixel uncertainty-error AUROC",
+    "image_aurc": "image AURC (1 - Dice)",
     "loa": "95% limits of agreement",
     "loa_boot_mean": "LoA (bootstrap mean, paper)",
     "loa_rel": "LoA relative to the range",
@@ -180,6 +190,9 @@ def metrics_table(
             number); labelled by :data:`METRIC_LABELS` where they have a label, else by the key.
         per_class: a per-class score (``"f1"``, ``"recall"``, ...) listed below for the reports with a
             ``"per_class"`` entry, one column each; ``None`` for none.
+
+    Reports with a ``"referral"`` table (:func:`monai_imbalance.metrics.referral_table`) get a section with the
+    accuracy, balanced accuracy and macro F1 of the cases kept at every referral rate.
 
     Values are shown with three decimals; missing and non-finite ones as ``-``. Per-class rows follow the reports'
     ``class_names`` (the class-index order, not the alphabetical order ``metrics.json`` stores). A report's
@@ -215,12 +228,45 @@ def metrics_table(
                 for scores, w in zip(with_classes.values(), class_widths, strict=True)
             )
             lines.append(f"  {name:<{class_width}}{cells}")
+    lines += _referral_lines(columns, label_width)
     for title, report in columns.items():
         messages = report.get("warnings") or []
         if messages:
             lines += ["", f"WARNING ({title}):" if len(columns) > 1 else "WARNING:"]
             lines += [f"  - {message}" for message in messages]
     return "\n".join(lines)
+
+
+_REFERRAL_SCORES = (
+    ("accuracy", "accuracy"),
+    ("balanced_accuracy", "balanced accuracy"),
+    ("f1_macro", "macro F1"),
+    ("dice", "mean Dice"),
+)
+
+
+def _referral_lines(columns: Mapping[str, Mapping[str, Any]], label_width: int) -> list[str]:
+    """The referral section of :func:`metrics_table`: kept cases' scores per referral rate, one column per report."""
+    tables = {t: r["referral"] for t, r in columns.items() if isinstance(r.get("referral"), Mapping)}
+    if not tables:
+        return []
+    rates = list(dict.fromkeys(rate for table in tables.values() for rate in table))
+    names = sorted({str(r["uncertainty_score"]) for r in columns.values() if r.get("uncertainty_score")})
+    heading = "kept cases after referral" + (f" (by {', '.join(names)})" if names else "")
+    rows = []
+    for rate in rates:
+        share = _number(next((t[rate].get("rate") for t in tables.values() if isinstance(t.get(rate), Mapping)), None))
+        for key, label in _REFERRAL_SCORES:
+            if not any(isinstance(t.get(rate), Mapping) and key in t[rate] for t in tables.values()):
+                continue
+            text = f"{label}, {share:.0%} referred" if share is not None else f"{label}, rate {rate}"
+            rows.append((text, [table.get(rate, {}).get(key) for table in tables.values()]))
+    width = max([label_width, len(heading) + 2, *(len(text) + 4 for text, _ in rows)])
+    widths = [max(12, len(title) + 2) for title in tables]
+    lines = ["", f"{heading:<{width}}" + "".join(f"{t:>{w}}" for t, w in zip(tables, widths, strict=True))]
+    for text, values in rows:
+        lines.append(f"  {text:<{width - 2}}" + "".join(_cell(v, w) for v, w in zip(values, widths, strict=True)))
+    return lines
 
 
 def print_metrics_table(metrics_file: str | os.PathLike, keys: Sequence[str], *, per_class: str | None = "f1") -> str:

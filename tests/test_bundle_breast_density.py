@@ -94,6 +94,7 @@ def test_dicom_training_and_mc_evaluation_with_true_repeats(trained, tmp_path):
     run_bundle_in_process(BUNDLE, ["train", "evaluate"], overrides)
     metrics = read_json(out / "test-model-mc3" / "metrics.json")
     assert metrics["test"]["num_samples"] == 8 and metrics["test"]["class_names"] == CLASSES
+    assert {"ece", "classwise_ece", "brier", "aurc", "referral"} <= set(metrics["test"])
     rep = metrics["repeatability"]
     assert rep["repeats"] == {
         "source": "datalist",

@@ -59,6 +59,12 @@ def test_evaluate_with_mc_dropout_on_simulated_repeats(trained, tmp_path):
     test = metrics["test"]
     assert test["num_samples"] == 3 * len(test_knees)  # every simulated copy is classified
     assert {"accuracy", "balanced_accuracy", "f1_macro", "confusion_matrix"} <= set(test)
+    # calibration and referral of the same cases, with the MC scores
+    assert {"ece", "classwise_ece", "brier", "aurc", "referral"} <= set(test) and test["mc_dropout"] is True
+    assert (
+        test["referral"]["0"]["num_retained"] == test["num_samples"]
+        and "mutual_information" in test["uncertainty_scores"]
+    )
     rep = metrics["repeatability"]
     for key in ("loa", "loa_ci", "loa_pm", "loa_sd", "mean_abs_diff", "disagreement_rate", "icc", "loa_rel"):
         assert key in rep, key

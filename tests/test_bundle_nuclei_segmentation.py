@@ -64,6 +64,11 @@ def test_train_evaluate_with_mc_dropout_and_infer(tmp_path, dsb_root):
         assert 0 <= test[key] <= 1
     assert (tmp_path / "eval" / "test-model-mc3" / "overlays.png").read_bytes()[:4] == b"\x89PNG"
     assert list((tmp_path / "logs" / "evaluate" / "test-model-mc3").glob("events.out.tfevents.*"))
+    # what the MC uncertainty is worth: pixel uncertainty-error AUROC, Dice of the images kept after referral
+    assert test["uncertainty_score"] == "max_probability" and 0 <= test["pixel_uncertainty_auroc"] <= 1
+    assert set(test["uncertainty_scores"]) == {"max_probability", "entropy", "mutual_information", "variance"}
+    assert all(0 <= row["dice"] <= 1 for row in test["referral"].values()) and 0 <= test["image_aurc"] <= 1
+    assert [row["num_retained"] for row in test["referral"].values()] == [4, 4, 3, 3, 2]
 
     # the held-out split, with an uncertainty map per image, at the images' own 256 x 256 size
     run_bundle_in_process(BUNDLE, ["train", "inference"], {**args, "mc_dropout": True, "mc_samples": 3})

@@ -78,6 +78,10 @@ def test_patch_training_sliding_window_evaluation_inside_the_fov_and_inference(t
     run_bundle_in_process(BUNDLE, ["train", "evaluate"], args)
     test = read_json(tmp_path / "eval" / "test-model" / "metrics.json")["test"]
     assert test["num_samples"] == 2 and test["mc_dropout"] is False
+    assert (
+        set(test["uncertainty_scores"]) == {"max_probability", "entropy"} and 0 <= test["pixel_uncertainty_auroc"] <= 1
+    )
+    assert [row["num_retained"] for row in test["referral"].values()] == [2, 2, 2, 1, 1]
     assert (tmp_path / "eval" / "test-model" / "overlays.png").read_bytes()[:4] == b"\x89PNG"
 
     # inference on the test folder: whole-image masks, cleared outside the FOV, with the evaluation's scores

@@ -109,7 +109,8 @@ def test_evaluation_takes_the_split_and_size_from_the_model_folder(tmp_path, sha
     plain = {k: v for k, v in args.items() if k not in ("image_size", "split_fractions", "network_channels")}
     result = run_bundle_in_process(NUCLEI, ["train", "evaluate"], plain)
     assert result.workflow.parser.get_parsed_content("image_size") == [32, 32]
-    assert read_json(tmp_path / "eval" / "metrics.json")["test"]["num_samples"] == 6  # the training's test split
+    # the training's test split
+    assert read_json(tmp_path / "eval" / "test-model" / "metrics.json")["test"]["num_samples"] == 6
 
     # other fractions put training images into "test": refused, with their count
     other = {**plain, "split_fractions": {"train": 0.1, "val": 0.05, "test": 0.85}}
@@ -203,7 +204,7 @@ def test_a_model_folder_of_0_2_still_evaluates_and_resumes_with_a_warning(tmp_pa
 
     result = run_bundle_in_process(DERMA, ["train", "evaluate"], args)  # the training's flags, as 0.2 needed
     assert "model_settings.json not found (a model folder of monai-imbalance 0.2)" in result.stdout + result.stderr
-    assert read_json(tmp_path / "eval" / "metrics.json")["test"]["num_samples"] == 28
+    assert read_json(tmp_path / "eval" / "test-model" / "metrics.json")["test"]["num_samples"] == 28
     result = run_bundle_in_process(DERMA, ["train"], {**args, "num_epochs": 2, "resume": True})
     assert "records no model settings" in result.stdout + result.stderr
     assert (models / MODEL_SETTINGS_FILE).is_file()  # recorded from now on
@@ -219,4 +220,4 @@ def test_repeatability_bundle_evaluates_with_the_folders_network_and_size(tmp_pa
     plain = {k: v for k, v in args.items() if k not in ("network_name", "image_size")}
     result = run_bundle_in_process(KNEE, ["train", "evaluate"], {**plain, "repeats": "none"})
     assert result.workflow.parser.get_parsed_content("network_name") == "small_cnn"
-    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["test"]["num_samples"] == 8
+    assert json.loads((tmp_path / "eval" / "test-model" / "metrics.json").read_text())["test"]["num_samples"] == 8

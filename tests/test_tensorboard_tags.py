@@ -132,7 +132,12 @@ def test_classification_evaluation_tags(classification_run):
     tags = events.Tags()
     per_class = {f"test/{score}/{_class_tag(name)}" for score in ("precision", "recall", "f1", "auc") for name in names}
     assert set(tags["scalars"]) == {*(f"test/{s}" for s in SCORES), *per_class}
-    assert set(tags["images"]) == {"test/roc_curve", "test/confusion_matrix"}
+    assert set(tags["images"]) == {
+        "test/roc_curve",
+        "test/confusion_matrix",
+        "test/reliability_diagram",
+        "test/risk_coverage",
+    }
     assert set(tags["tensors"]) == {f"test/pr_curve/{_class_tag(name)}" for name in names}
     test = json.loads((root / "eval" / "test-model-mc2" / "metrics.json").read_text())["test"]
     assert events.Scalars("test/balanced_accuracy")[0].value == pytest.approx(test["balanced_accuracy"], abs=1e-6)

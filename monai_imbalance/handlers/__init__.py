@@ -7,12 +7,20 @@ from .deferred_reweighting import DeferredReweighting
 from .metrics_report import MetricsReportHandler
 from .non_finite_loss import NonFiniteLossError, StopOnNonFiniteLoss
 from .prediction_csv import PredictionCSVWriter, mc_dropout_uncertainty
+from .referral import ReferralSelector
 from .repeatability import RepeatabilityHandler
 from .segmentation_figures import SegmentationFiguresHandler, plot_segmentation_overlays
 from .segmentation_masks import SegmentationMaskWriter
+from .segmentation_uncertainty import SegmentationUncertaintyHandler, image_uncertainty
 from .summary_writer import LazySummaryWriter, write_hparams
 from .tensorboard_metrics import TensorBoardMetrics, phase_tag
 from .threshold import ThresholdSelector
+from .uncertainty_report import (
+    UncertaintyReportHandler,
+    engine_uncertainty,
+    plot_reliability_diagram,
+    plot_risk_coverage,
+)
 
 __all__ = [
     "BalancedAccuracy",
@@ -25,15 +33,22 @@ __all__ = [
     "MetricsReportHandler",
     "NonFiniteLossError",
     "PredictionCSVWriter",
+    "ReferralSelector",
     "RepeatabilityHandler",
     "SegmentationFiguresHandler",
     "SegmentationMaskWriter",
+    "SegmentationUncertaintyHandler",
     "StopOnNonFiniteLoss",
     "TensorBoardMetrics",
     "ThresholdSelector",
+    "UncertaintyReportHandler",
+    "engine_uncertainty",
+    "image_uncertainty",
     "mc_dropout_uncertainty",
     "phase_tag",
     "plot_confusion_matrix",
+    "plot_reliability_diagram",
+    "plot_risk_coverage",
     "plot_roc_curves",
     "plot_segmentation_overlays",
     "roc_curve",

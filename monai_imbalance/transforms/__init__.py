@@ -1,10 +1,19 @@
-"""MONAI transforms: loading, intensity by the stored type, mammography pre-processing, decision thresholds."""
+"""MONAI transforms: loading, intensity by the stored type, mammography pre-processing, decision thresholds,
+temperature scaling, referral rules."""
 
 from .batch_augment import AUGMENT_ON, BatchRandAugment, PrepareBatchAugment, augment_placement
 from .binary_mask import LoadBinaryMask, LoadBinaryMaskd, default_mask_threshold, mask_picture_to_8bit
 from .intensity import INTENSITY_RULES, NonFinitePixelsError, ScaleIntensityByType, ScaleIntensityByTyped
 from .io import LoadImageOrArray, LoadImageOrArrayd, PictureReader
 from .mammography import MammogramIntensity, MammogramIntensityd, ResizeLongestPad, ResizeLongestPadd
+from .referral import read_referral_rule, refer
+from .temperature import (
+    CALIBRATION_METHODS,
+    TemperatureScaled,
+    fit_temperature,
+    read_temperature,
+    temperature_scale,
+)
 from .threshold import (
     ApplyThreshold,
     ApplyThresholdd,
@@ -16,6 +25,7 @@ from .threshold import (
 
 __all__ = [
     "AUGMENT_ON",
+    "CALIBRATION_METHODS",
     "INTENSITY_RULES",
     "ApplyThreshold",
     "ApplyThresholdd",
@@ -33,11 +43,17 @@ __all__ = [
     "ResizeLongestPadd",
     "ScaleIntensityByType",
     "ScaleIntensityByTyped",
+    "TemperatureScaled",
     "augment_placement",
     "class_priors",
     "default_mask_threshold",
+    "fit_temperature",
     "mask_picture_to_8bit",
     "prior_correction",
     "read_decision_rule",
+    "read_referral_rule",
+    "read_temperature",
+    "refer",
     "select_threshold",
+    "temperature_scale",
 ]
