@@ -76,6 +76,7 @@ RUN_FILE_PATTERNS: tuple[str, ...] = (
     "*_checkpoint_epoch=*.pt.corrupt",
     "metrics.json",
     "model_settings.json",
+    "split_ids.json",
     "*.png",
     "tmp*",
     ".*.tmp",
