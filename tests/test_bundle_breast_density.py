@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import re
 import sys
 
 import numpy as np
@@ -216,3 +217,22 @@ def test_medmnist_style_npz_with_density_names(tmp_path):
     assert datalists.class_names == CLASSES and [len(datalists[s]) for s in ("train", "val", "test")] == [12, 4, 4]
     image = parser.get_parsed_content("validate#preprocessing")(datalists["test"][0])["image"]
     assert image.shape == (1, 256, 256) and float(image.min()) >= 0.0 and float(image.max()) <= 1.0
+
+
+def test_a_dicom_with_half_its_pixel_data_stops_at_the_data_check(tmp_path, dicom_data):
+    """Issue 19: a DICOM cut off in its pixel data passed the data check and failed 150 lines later; now the
+    check before training names it in one line."""
+    rows = [r.split(",") for r in (dicom_data / "datalist.csv").read_text().splitlines()]
+    source = dicom_data / rows[-1][0]
+    data = tmp_path / "data"
+    data.mkdir()
+    whole = source.read_bytes()
+    (data / "half.dcm").write_bytes(whole[: len(whole) - (len(whole) // 4)])
+    rows = [rows[0]] + [[str(dicom_data / r[0]), *r[1:]] for r in rows[1:]]
+    rows.append(["half.dcm", "B", "PX", "v1", "CC", "val"])
+    (data / "datalist.csv").write_text("\n".join(",".join(r) for r in rows) + "\n")
+    result = run_bundle_in_process(BUNDLE, ["train"], tiny(tmp_path, data), expect_failure=True)
+    error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert error == ["error: the data check found 1 problem(s):"] and "Traceback" not in result.stderr
+    assert re.search(r"'image': truncated DICOM file .*half\.dcm: \d+ of the \d+ bytes of pixel data", result.stderr)
+    assert not (tmp_path / "models").exists()

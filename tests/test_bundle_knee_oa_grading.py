@@ -190,3 +190,23 @@ def test_csv_without_the_patient_id_column_names_it(tmp_path, shared_data):
     assert isinstance(error.value.__cause__, ValueError)
     assert "missing column(s) ['patient_id']" in str(error.value.__cause__)
     assert "datalist.csv" in str(error.value.__cause__)
+
+
+def test_float_and_nan_labels_of_an_npz_stop_the_run_in_one_line(tmp_path, shared_data):
+    """Issue 19 (Why 2): a knee npz label 1.7 was trained as grade 1 and a NaN label failed as "cannot convert
+    float NaN to integer", naming nothing; now both are named by array and index before any training."""
+    with np.load(shared_data / "knee_kl" / "knee_kl_64_trainval.npz") as data:
+        arrays = {key: data[key][:40] for key in data.files}
+    labels = arrays["train_labels"].astype(np.float64)
+    labels.reshape(-1)[3], labels.reshape(-1)[7] = 1.7, np.nan
+    arrays["train_labels"] = labels
+    npz = tmp_path / "knee.npz"
+    np.savez(npz, **arrays)
+    result = run_bundle_in_process(
+        BUNDLE, ["train"], tiny(tmp_path, npz, data_format="medmnist", image_size=32), expect_failure=True
+    )
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "error: the data check found 2 problem(s):" in result.stderr
+    assert f"{npz}: train_labels[3] = 1.7 is not a whole number" in result.stderr
+    assert f"{npz}: train_labels[7] = nan is missing (NaN)" in result.stderr
+    assert not (tmp_path / "models").exists()

@@ -166,3 +166,12 @@ def test_class_folders_list_every_unknown_folder_and_bad_name(tmp_path):
     assert len(problems) == 4, problems
     assert "unknown label value '11'" in problems[0] and "unknown label value 'x'" in problems[1]
     assert "'9001L' appears in two class folders" in problems[2] and "'bad.png'" in problems[3]
+
+
+def test_in_memory_arrays_with_nan_are_found_by_the_data_check():
+    good, bad = np.zeros((4, 4), np.float32), np.zeros((4, 4), np.float32)
+    bad[1, 1], bad[2, 2] = np.nan, np.inf
+    items = [{"image": good, "label": 0, "id": "a"}, {"image": bad, "label": 1, "id": "b"}]
+    with pytest.raises(DataCheckError) as info:
+        check_datalists({"train": items, "val": items[:1]}, class_names=["x", "y"])
+    assert info.value.problems == ["split 'train', item 1 (id 'b'), 'image': 2 NaN or infinite value(s) of 16"]

@@ -20,7 +20,7 @@ What is checked, per split and item:
   without decoding it (:func:`check_image_file`);
   ``nibabel.load`` (header and lazy data proxy) for NIfTI, ``numpy.load(mmap_mode="r")`` / the
   archive's member list for ``.npy`` / ``.npz``;
-- an array is at least 2-D;
+- an array is at least 2-D and, when it holds floats, finite (no NaN or infinite value);
 - with ``class_names`` (classification): an integer label lies in ``[0, len(class_names))``, a text label
   is one of ``class_names``, and a NaN, infinite, negative or non-integral number (``1.7``) is refused, not
   truncated; without (segmentation): a ``label`` path is a mask file, checked like an image.
@@ -353,6 +353,9 @@ def check_datalists(
                     elif isinstance(source, np.ndarray) or hasattr(source, "shape"):
                         if len(source.shape) < 2:
                             problems.append(f"{where}, {key!r}: array of shape {tuple(source.shape)} is not an image")
+                        elif isinstance(source, np.ndarray) and non_finite_items(source[None]):
+                            bad = int((~np.isfinite(source)).sum())
+                            problems.append(f"{where}, {key!r}: {bad} NaN or infinite value(s) of {source.size}")
                     elif key == "label" and _is_integral(source):
                         pass  # a class index, with no class names to check it against
                     else:
