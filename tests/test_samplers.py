@@ -405,6 +405,8 @@ def test_a_loader_batch_size_that_breaks_the_balance_is_refused(drop_last):
         next(iter(loader))
     assert issubclass(SamplerBatchSizeError, UserError) and issubclass(SamplerBatchSizeError, ValueError)
     assert len(list(sampler)) == len(sampler)  # iterated directly (no loader): nothing to check
+    over = OverSampler(labels, batch_size=32, seed=0)  # balances the epoch, not each batch: any batch size
+    assert sum(len(b) for b in DataLoader(Dataset(list(range(100))), sampler=over, batch_size=16)) == len(over)
 
 
 def test_two_replicas_batch_samplers_take_their_whole_batches():

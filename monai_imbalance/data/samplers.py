@@ -191,6 +191,9 @@ class _ClassBalancedSampler(DistributedSampler):
     per epoch, spread cyclically over the classes) and implement :meth:`_layout`.
     """
 
+    #: every group of ``batch_size`` indices is balanced, so a data loader must keep the groups (refused otherwise)
+    _balanced_batches = False
+
     def __init__(
         self,
         labels: LabelsLike,
@@ -308,9 +311,11 @@ class _ClassBalancedSampler(DistributedSampler):
         """The indices of this rank's batches, batch after batch (the ``DataLoader(sampler=...)`` form).
 
         Raises:
-            SamplerBatchSizeError: the ``BatchSampler`` drawing from this sampler has another batch size.
+            SamplerBatchSizeError: the ``BatchSampler`` drawing from a :class:`BatchBalancedSampler` has another
+                batch size (the over- and under-samplers balance the epoch, not each batch: any loader batch size
+                keeps that).
         """
-        drawer = _drawing_batch_sampler()
+        drawer = _drawing_batch_sampler() if self._balanced_batches else None
         if drawer is not None and drawer.sampler is self and drawer.batch_size != self.batch_size:
             raise SamplerBatchSizeError(
                 f"the data loader's batch_size={drawer.batch_size} differs from the sampler's "
@@ -405,6 +410,8 @@ class BatchBalancedSampler(_ClassBalancedSampler):
             a non-positive ``batch_size``/``num_batches``, a negative seed or a rank outside ``[0, num_replicas)``.
         TypeError: non-integer labels or arguments.
     """
+
+    _balanced_batches = True
 
     def _check_batch_size(self) -> None:
         if self.batch_size < self.num_classes:
