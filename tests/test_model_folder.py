@@ -165,7 +165,7 @@ def test_resume_refuses_another_loss_or_batch_size_before_writing(tmp_path, shar
     run_bundle_in_process(DERMA, ["train"], args)
     before = folder_state(tmp_path)
     for change, message in (
-        ({"loss_name": "focal"}, 'loss was "lmf", this command gives "focal"'),
+        ({"loss_name": "focal"}, 'loss (--loss_name) was "lmf", this command gives "focal"'),
         ({"batch_size": 4}, "batch_size was 14, this command gives 4"),
         ({"image_size": 64}, "image_size was 32, this command gives 64"),
     ):

@@ -174,7 +174,7 @@ def test_resume_accepts_what_may_change_and_refuses_the_rest(tmp_path):
         check_resume(recorded, current(training={"num_epochs": 1}), ckpt_dir=tmp_path, resumed_epoch=2)
     with pytest.raises(ModelSettingsMismatchError, match="batch_size was 16, this command gives 4"):
         check_resume(recorded, current(training={"batch_size": 4}), ckpt_dir=tmp_path, resumed_epoch=1)
-    with pytest.raises(ModelSettingsMismatchError, match='loss was "focal", this command gives "ce"'):
+    with pytest.raises(ModelSettingsMismatchError, match=r'loss \(--loss_name\) was "focal", this command gives "ce"'):
         check_resume(recorded, current(training={"loss": "ce"}), ckpt_dir=tmp_path, resumed_epoch=1)
     with pytest.raises(ModelSettingsMismatchError, match="image_size was 32, this command gives 64"):
         check_resume(recorded, current(model={"image_size": 64}), ckpt_dir=tmp_path, resumed_epoch=1)

@@ -479,6 +479,7 @@ def check_evaluation_items(
 # ----------------------------------------------------------------------------------------------------------------
 
 _EPOCH = re.compile(r"epoch=(\d+)\.pt$")
+_FLAGS = {"loss": "loss_name", "network": "network_name", "sampler": "sampler_name"}  # run_settings name -> override
 
 
 def _differences(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> Iterable[tuple[str, str, Any, Any]]:
@@ -530,6 +531,8 @@ def check_resume(
                     "or start afresh with --overwrite true (or another --ckpt_dir)"
                 )
         name = "the model's" if section == "model" else "the data's" if section == "data" else "the run's"
+        flag = _FLAGS.get(key) if section == "training" else None
+        key = f"{key} (--{flag})" if flag else key
         raise ModelSettingsMismatchError(
             f"cannot resume the run in {ckpt_dir}: {key} was {_show(before)}, this command gives {_show(now)} "
             f"({name} settings may not change on resume; only {', '.join(RESUME_MAY_CHANGE)} may); resume with the "
