@@ -91,6 +91,7 @@ FORMAT_VERSION = 1
 MODEL_KEYS: tuple[str, ...] = (
     "network_name",  # the architecture (get_network / get_segmentation_network name)
     "in_channels",  # input channels
+    "intensity",  # pixel values to [0, 1]: auto (by the stored type) | minmax | mammogram
     "image_size",  # network input size (classification: side; segmentation: [rows, columns])
     "patch_size",  # training patch and default sliding-window size (retinal vessels)
     "class_names",  # classification: the outputs, in index order
