@@ -7,6 +7,14 @@ Importing it inside a ``python -m monai.bundle run`` command installs the short 
 
 from .atomic_checkpoint import AtomicCheckpointSaver
 from .distributed import default_device, distributed_backend, global_rank, init_distributed
+from .override_values import (
+    OVERRIDE_RULES,
+    OverrideValueError,
+    ValueRule,
+    check_override_value,
+    check_override_values,
+    override_rules_markdown,
+)
 from .overrides import (
     RUN_SWITCHES,
     UnknownOverrideError,
@@ -14,6 +22,7 @@ from .overrides import (
     bundle_run_in_process,
     check_override_keys,
     check_overrides,
+    explain_override_failure,
     parse_override_value,
 )
 from .resume_state import ResumeState, randomizable_objects
@@ -36,24 +45,30 @@ from .user_errors import find_user_error, format_user_error, install_excepthook,
 
 __all__ = [
     "LAST_CHECKPOINT_PREFIX",
+    "OVERRIDE_RULES",
     "RUN_SWITCHES",
     "SETTINGS_KEY",
     "AtomicCheckpointSaver",
     "ConflictingSwitchesError",
     "CorruptCheckpointError",
     "EarlierRunError",
+    "OverrideValueError",
     "ResumeState",
     "RunFileNotFoundError",
     "UnknownOverrideError",
+    "ValueRule",
     "as_bool",
     "bundle_command",
     "bundle_run_in_process",
     "check_override_keys",
+    "check_override_value",
+    "check_override_values",
     "check_overrides",
     "checked_checkpoint",
     "default_device",
     "distributed_backend",
     "epoch_checkpoints",
+    "explain_override_failure",
     "find_user_error",
     "format_user_error",
     "global_rank",
@@ -62,6 +77,7 @@ __all__ = [
     "install_for_bundle_runs",
     "latest_checkpoint",
     "move_aside",
+    "override_rules_markdown",
     "parse_override_value",
     "randomizable_objects",
     "record_run_settings",

@@ -21,20 +21,26 @@ import sys
 from types import TracebackType
 
 from monai_imbalance.errors import UserError
-from monai_imbalance.workflow.overrides import bundle_command
+from monai_imbalance.workflow.overrides import bundle_command, explain_override_failure
 
 __all__ = ["find_user_error", "format_user_error", "install_excepthook", "install_for_bundle_runs"]
 
 
 def find_user_error(error: BaseException | None) -> UserError | None:
-    """The first :class:`UserError` in ``error`` and its ``__cause__`` / ``__context__`` chain, or ``None``."""
+    """The first :class:`UserError` in ``error`` and its ``__cause__`` / ``__context__`` chain, or ``None``.
+
+    MONAI's own failure to apply an override under a missing parent key (``KeyError: 'query key: ...'`` from the
+    workflow's constructor) counts as the :class:`~monai_imbalance.workflow.UnknownOverrideError` it stands for
+    (:func:`~monai_imbalance.workflow.explain_override_failure`).
+    """
+    first = error
     seen: set[int] = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
         if isinstance(error, UserError):
             return error
         error = error.__cause__ or error.__context__
-    return None
+    return explain_override_failure(first) if first is not None else None
 
 
 def format_user_error(error: UserError) -> str:
