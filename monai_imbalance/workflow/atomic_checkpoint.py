@@ -8,18 +8,22 @@ file in the same folder and then renamed over the target (``os.replace``, atomic
 checkpoint is either the old one or the new one, never a part. A fixed file name (``key_metric_filename``) is
 not removed before the next save replaces it, so ``model.pt`` always holds a complete model.
 
-ignite gives the renamed file group and others read permission (MONAI chose ``atomic=False`` because older
-ignite versions did not). A process killed by SIGTERM while writing may leave its temporary file
-(``tmp<random>``, without the ``.pt`` suffix) in the folder; nothing reads it.
+The files are written by :func:`~monai_imbalance.atomic_files.atomic_write`, which gives them the mode a plain
+``open()`` would (the umask's; ignite's own atomic writer gives ``0644`` whatever the umask, and MONAI chose
+``atomic=False`` because older ignite versions left ``0600``). A process killed by SIGKILL while writing may
+leave its temporary file (``.<name>.<random>.tmp``) in the folder; nothing reads it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from ignite.handlers import DiskSaver
 from monai.handlers import CheckpointSaver
+
+from monai_imbalance.atomic_files import atomic_write
 
 __all__ = ["AtomicCheckpointSaver"]
 
@@ -33,6 +37,10 @@ class _AtomicDiskSaver(DiskSaver):
 
     def __call__(self, checkpoint: Mapping, filename: str, metadata: Mapping | None = None) -> None:
         super().__call__(checkpoint, self.filename or filename, metadata)
+
+    def _save_func(self, checkpoint: Mapping, path: Path, func: Callable) -> None:
+        with atomic_write(path, "wb") as file:
+            func(checkpoint, file, **self.kwargs)
 
     def remove(self, filename: str) -> None:
         # ignite removes the oldest file before it saves the new one; a fixed name is replaced by that save
