@@ -7,6 +7,7 @@ Importing it inside a ``python -m monai.bundle run`` command installs the short 
 
 from .atomic_checkpoint import AtomicCheckpointSaver
 from .distributed import default_device, distributed_backend, global_rank, init_distributed
+from .output_space import OutputFolderError, check_output_folders, state_bytes, training_checkpoint_bytes
 from .override_values import (
     OVERRIDE_RULES,
     OverrideValueError,
@@ -26,6 +27,14 @@ from .overrides import (
     parse_override_value,
 )
 from .resume_state import ResumeState, randomizable_objects
+from .run_checks import (
+    COUNT_BASED_LOSSES,
+    CheckpointMismatchError,
+    EmptyClassError,
+    check_batch_size,
+    check_checkpoint_fits,
+    check_classes_for_loss,
+)
 from .run_folder import (
     LAST_CHECKPOINT_PREFIX,
     ConflictingSwitchesError,
@@ -44,14 +53,18 @@ from .switches import as_bool
 from .user_errors import find_user_error, format_user_error, install_excepthook, install_for_bundle_runs
 
 __all__ = [
+    "COUNT_BASED_LOSSES",
     "LAST_CHECKPOINT_PREFIX",
     "OVERRIDE_RULES",
     "RUN_SWITCHES",
     "SETTINGS_KEY",
     "AtomicCheckpointSaver",
+    "CheckpointMismatchError",
     "ConflictingSwitchesError",
     "CorruptCheckpointError",
     "EarlierRunError",
+    "EmptyClassError",
+    "OutputFolderError",
     "OverrideValueError",
     "ResumeState",
     "RunFileNotFoundError",
@@ -60,6 +73,10 @@ __all__ = [
     "as_bool",
     "bundle_command",
     "bundle_run_in_process",
+    "check_batch_size",
+    "check_checkpoint_fits",
+    "check_classes_for_loss",
+    "check_output_folders",
     "check_override_keys",
     "check_override_value",
     "check_override_values",
@@ -83,7 +100,9 @@ __all__ = [
     "record_run_settings",
     "resume_checkpoint",
     "run_overrides",
+    "state_bytes",
     "trained_class_names",
+    "training_checkpoint_bytes",
 ]
 
 install_for_bundle_runs()
