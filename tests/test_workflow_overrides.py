@@ -187,3 +187,21 @@ def test_a_missing_parent_key_names_the_closest_existing_key(tmp_path):
     assert "did you mean --format_kwargs#knee_folders " in str(explained)
     assert explain_override_failure(KeyError("query key: x")) is None  # not from a workflow's constructor
     assert explain_override_failure(ValueError("other")) is None
+
+
+def test_an_override_of_none_that_monai_would_drop_is_refused(tmp_path):
+    """monai.bundle run leaves out every override whose value is None (update_kwargs): the default stayed silently."""
+    from monai_imbalance.workflow import OverrideValueError, find_user_error
+
+    config = _run_config(tmp_path)
+    with pytest.raises(Exception) as error:
+        _run_in_python(config_file=config, num_epochs=None)
+    user_error = find_user_error(error.value)
+    assert isinstance(user_error, OverrideValueError)
+    assert str(user_error).startswith("--num_epochs None: monai.bundle run ignores an override whose value is None")
+    assert "keep the config's 2; write --num_epochs '$None'" in str(user_error)
+    args_file = tmp_path / "args.yaml"
+    args_file.write_text(yaml.safe_dump({"config_file": config, "loss_name": "focal"}))
+    # run's own arguments of None (meta_file, logging_file, ... left out) are not overrides, and the args file's
+    # config_file is kept
+    assert _run_in_python(args_file=str(args_file), meta_file=None) == {"loss_name": "focal"}

@@ -6,7 +6,8 @@ override from its own content after the merge, so :func:`bundle_command` reads t
 call that made the workflow, and :func:`check_overrides` (the first entry of the bundles' ``initialize``)
 compares each override's key, ``#``-paths included, against the config files as they are on disk. A key that
 names nothing stops the run before any work, with the closest existing keys (:mod:`difflib`); a value outside
-its documented range (:data:`~monai_imbalance.workflow.override_values.OVERRIDE_RULES`) stops it too.
+its documented range (:data:`~monai_imbalance.workflow.override_values.OVERRIDE_RULES`) stops it too, and so does
+``--key None`` where the config holds another value (MONAI drops overrides of ``None`` without a word).
 
 Where the overrides come from, first match wins:
 
@@ -45,7 +46,7 @@ from fire.parser import DefaultParseValue
 from monai.bundle import ConfigParser
 
 from monai_imbalance.errors import UserError
-from monai_imbalance.workflow.override_values import check_override_values
+from monai_imbalance.workflow.override_values import OverrideValueError, check_override_values
 
 __all__ = [
     "RUN_SWITCHES",
@@ -184,7 +185,12 @@ def _run_call_arguments(frame: Any) -> dict[str, Any] | None:
             if isinstance(args_file, Mapping):  # update_kwargs updates a dict in place
                 args_file = copy.deepcopy(dict(args_file))
             named = {"config_file": local.get("config_file")} if has_config_file else {}
-            arguments = update_kwargs(args_file, **named, **dict(local.get(kwargs_name) or {}))
+            # None values kept, unlike update_kwargs's default (MONAI drops them): check_overrides refuses an
+            # override of None that MONAI would silently ignore; run arguments of None are MONAI's defaults
+            run_arguments = _run_arguments()
+            given = {**named, **dict(local.get(kwargs_name) or {})}
+            given = {k: v for k, v in given.items() if v is not None or k not in run_arguments}
+            arguments = update_kwargs(args_file, ignore_none=False, **given)
             if workflow is not None:
                 setattr(workflow, _CACHE_ATTRIBUTE, dict(arguments))
             return arguments
@@ -353,5 +359,22 @@ def check_overrides(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if config_file is not None:
         config = ConfigParser.load_config_files(config_file)
         check_override_keys(config, list(overrides), source=_source(config_file))
+        _check_no_ignored_none(config, overrides)
     check_override_values(overrides)
     return overrides
+
+
+def _check_no_ignored_none(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> None:
+    """Refuse ``--key None`` where the config's value is not ``None``: ``monai.bundle run`` drops every override
+    whose value is ``None`` (``update_kwargs(ignore_none=True)``), so the run would silently keep the default."""
+    for key, value in overrides.items():
+        if value is not None or key.startswith("_meta_"):
+            continue
+        node: Any = config
+        for part in _parts(key):
+            node = node[int(part)] if isinstance(node, list) else node.get(part) if isinstance(node, Mapping) else None
+        if node is not None:
+            raise OverrideValueError(
+                f"--{key} None: monai.bundle run ignores an override whose value is None and would keep the config's "
+                f"{node!r}; write --{key} '$None' to set None"
+            )

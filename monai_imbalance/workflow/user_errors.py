@@ -76,7 +76,7 @@ def install_excepthook() -> None:
 
 def install_for_bundle_runs() -> bool:
     """Install the hook when this process is a ``python -m monai.bundle run`` command; say whether it did."""
-    if bundle_command() is None:
+    if bundle_command(sys.argv) is None:  # the command line only: a Python session's hook stays as it is
         return False
     install_excepthook()
     return True
