@@ -159,7 +159,7 @@ def test_an_args_file_given_in_python_is_checked_and_read_under_the_keyword_argu
     assert "did you mean --num_epochs" in str(error.value.__cause__)
 
 
-def test_run_overrides_outside_a_run_and_in_one():
+def test_run_overrides_outside_a_run_are_empty():
     from monai_imbalance.workflow import run_overrides
 
     assert run_overrides() == {}  # pytest's own command line, no monai.bundle call on the stack

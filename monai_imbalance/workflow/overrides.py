@@ -162,8 +162,9 @@ def _run_call_arguments(frame: Any) -> dict[str, Any] | None:
     """What the innermost ``monai.bundle`` run call on ``frame``'s stack gave its workflow, or ``None``.
 
     ``run``, ``run_workflow`` and ``create_workflow`` merge their keyword arguments over the ``args_file``'s with
-    ``update_kwargs`` (``None`` values left out) and pass the result to the workflow, which applies every entry
-    that is not one of its own arguments as an override; the same merge is made here from the call's locals.
+    ``update_kwargs`` and pass the result to the workflow, which applies every entry that is not one of its own
+    arguments as an override; the same merge is made here from the call's locals (keeping the overrides of
+    ``None``, which MONAI leaves out, so that :func:`check_overrides` can refuse them).
     The result is kept on the ``ConfigWorkflow`` running this code, so that its ``run`` and ``finalize`` find it
     when they are called after ``create_workflow`` returned (as ``create_workflow(...).run()`` does).
     """
