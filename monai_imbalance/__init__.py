@@ -8,7 +8,18 @@ names of its components, e.g. ``_target_: LMFLoss``. Where a short name exists i
 
 __version__ = "0.2.0"
 
-from monai_imbalance import data, handlers, inferers, losses, metrics, networks, reporting, transforms, workflow
+from monai_imbalance import (
+    atomic_files,
+    data,
+    handlers,
+    inferers,
+    losses,
+    metrics,
+    networks,
+    reporting,
+    transforms,
+    workflow,
+)
 from monai_imbalance._dependency_noise import silence_dependency_noise
 
 # MONAI's notice that its optional GPU DICOM decoder is absent, on every CPU run (see _dependency_noise)
@@ -16,6 +27,7 @@ silence_dependency_noise()
 
 __all__ = [
     "__version__",
+    "atomic_files",
     "data",
     "handlers",
     "inferers",

@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+from monai_imbalance.atomic_files import atomic_write
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -78,7 +79,8 @@ def update_metrics_json(path: str | os.PathLike, updates: Mapping[str, Any]) -> 
     """Merge ``updates`` into the JSON object at ``path`` (created with its folder if missing).
 
     Top-level keys in ``updates`` replace the stored ones; all other stored keys are kept. The file
-    is replaced atomically (write to a temporary file in the same folder, then rename).
+    is replaced atomically (:func:`~monai_imbalance.atomic_files.atomic_write`: a temporary file in the same
+    folder, renamed; new files get the umask's mode).
 
     Returns:
         the merged content.
@@ -87,15 +89,9 @@ def update_metrics_json(path: str | os.PathLike, updates: Mapping[str, Any]) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     content = load_metrics_json(path)
     content.update(to_jsonable(dict(updates)))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(content, f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        json.dump(content, f, indent=2, sort_keys=True)
+        f.write("\n")
     return content
 
 

@@ -205,14 +205,19 @@ def _train_data(name: str, shared_data: Path, tmp_path: Path) -> dict:
     if name == "knee_oa_grading":
         return {"dataset_dir": str(shared_data / "knee_kl" / "knee_kl_64_trainval.npz"), "data_format": "medmnist"}
     if name == "breast_density":
-        return {"dataset_dir": str(shared_data / "breast_density_sample"), "data_format": "class_folders"}
+        # 11 training images: a batch no larger than that
+        return {
+            "dataset_dir": str(shared_data / "breast_density_sample"),
+            "data_format": "class_folders",
+            "batch_size": 8,
+        }
     if name == "nuclei_segmentation":
         return {"dataset_dir": str(shared_data / "dsb2018" / "dsb2018_256.npz")}
     if name == "skin_lesion_segmentation":
         from test_bundle_skin_lesion_segmentation import isic_tree
 
         isic_tree(tmp_path / "isic")
-        return {"dataset_dir": str(tmp_path / "isic")}
+        return {"dataset_dir": str(tmp_path / "isic"), "batch_size": 2}  # a few images: a batch no larger
     from test_bundle_retinal_vessel_segmentation import drive_tree
 
     drive_tree(tmp_path / "drive")

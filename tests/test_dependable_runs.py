@@ -1,6 +1,7 @@
 """Dependable bundle runs (issue 12), end to end as a user runs them, on tiny real data on the CPU.
 
-- Resume is exact: a run stopped by SIGINT / SIGTERM at a random iteration, or ended after epoch ``k``, and
+- Resume is exact: a run stopped by SIGINT / SIGTERM / SIGKILL at a random iteration (sent from inside the run
+  at that iteration exactly, ``tests/signal_at_iteration.py``), or ended after epoch ``k``, and
   resumed with ``--resume true`` gives the same ``model.pt``, ``metrics.json`` and final weights as the
   uninterrupted run (one classification and one segmentation bundle).
 - Overwrite is clean: ``--overwrite true`` moves the earlier run's checkpoints and logs aside; a refused run
@@ -84,28 +85,22 @@ def run(bundle: str, overrides: dict, *, expect_failure: bool = False) -> subpro
     return result
 
 
-def run_until(bundle: str, overrides: dict, *, epoch: int, iteration: int, sig: int) -> None:
-    """Start a run and send ``sig`` once the log shows iteration ``iteration`` of epoch ``epoch``."""
-    process = subprocess.Popen(
-        _command(bundle, overrides),
-        cwd=ROOT / bundle,
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    marker = re.compile(rf"Epoch: {epoch}/\d+, Iter: {iteration}/")
-    log = []
-    try:
-        for line in process.stdout:
-            log.append(line)
-            if marker.search(line):
-                process.send_signal(sig)
-                break
-        process.communicate(timeout=300)
-    finally:
-        process.kill()
-    assert process.returncode != 0, "the run finished before the signal:\n" + "".join(log[-30:])
+SIGNAL_AT_ITERATION = Path(__file__).with_name("signal_at_iteration.py")
+
+
+def run_until(bundle: str, overrides: dict, *, epoch: int, iteration: int, sig: int) -> subprocess.CompletedProcess:
+    """Run the bundle until iteration ``iteration`` of epoch ``epoch``, where the process sends itself ``sig``.
+
+    The signal is sent from inside the run (``tests/signal_at_iteration.py``), at that iteration exactly: no
+    reading of the log, so neither buffering nor machine load decides whether it lands before the run ends.
+    """
+    command = _command(bundle, overrides)
+    command[1:3] = [str(SIGNAL_AT_ITERATION), signal.Signals(sig).name, str(epoch), str(iteration)]  # not -m
+    result = subprocess.run(command, cwd=ROOT / bundle, env=_env(), capture_output=True, text=True, timeout=900)
+    output = f"--- stdout\n{result.stdout[-3000:]}\n--- stderr\n{result.stderr[-3000:]}"
+    assert f"{signal.Signals(sig).name} at epoch {epoch}, iteration {iteration}" in result.stdout, output
+    assert result.returncode == -sig, output  # ended by the signal (SIGINT: KeyboardInterrupt re-raises it)
+    return result
 
 
 def state_dict(path: Path) -> dict:
@@ -134,7 +129,7 @@ def _iterations_per_epoch(log: str) -> int:
     return int(re.search(r"Epoch: 1/\d+, Iter: 1/(\d+)", log).group(1))
 
 
-@pytest.mark.parametrize(("bundle", "sig"), [(KNEE, signal.SIGINT), (NUCLEI, signal.SIGTERM)])
+@pytest.mark.parametrize(("bundle", "sig"), [(KNEE, signal.SIGINT), (NUCLEI, signal.SIGTERM), (KNEE, signal.SIGKILL)])
 def test_resume_after_a_signal_at_a_random_iteration_is_exact(bundle, sig, tmp_path, data):
     uninterrupted, interrupted = tmp_path / "uninterrupted", tmp_path / "interrupted"
     result = run(bundle, _settings(bundle, data, uninterrupted))
@@ -144,6 +139,7 @@ def test_resume_after_a_signal_at_a_random_iteration_is_exact(bundle, sig, tmp_p
     settings = _settings(bundle, data, interrupted)
     run_until(bundle, settings, epoch=2, iteration=iteration, sig=sig)
     assert (interrupted / "models" / "last_checkpoint_epoch=1.pt").is_file(), where
+    assert not (interrupted / "models" / "last_checkpoint_epoch=2.pt").exists(), where
     run(bundle, {**settings, "resume": True})
 
     for name in ("model.pt", "last_checkpoint_epoch=3.pt"):

@@ -7,6 +7,9 @@ files only, so they belong to the fast default test run.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -65,3 +68,43 @@ def test_readme_links_every_notebook() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     for path in NOTEBOOKS:
         assert f"tutorials/{path.name}" in readme, f"README.md does not link {path.name}"
+
+
+NEEDED_FILE = {  # the data file each notebook reads (01 and 04 download DermaMNIST when it is missing)
+    "01": "medmnist/dermamnist.npz",
+    "02": "knee_kl/knee_kl_64_trainval.npz",
+    "03": "dsb2018/dsb2018_256.npz",
+    "04": "medmnist/dermamnist.npz",
+}
+
+
+def _run_first_cell(path: Path, cwd: Path, data: Path | None) -> subprocess.CompletedProcess:
+    first = next(_text(cell["source"]) for cell in _cells(path) if cell["cell_type"] == "code")
+    env = {key: value for key, value in os.environ.items() if key != "MONAI_IMBALANCE_DATA"}
+    if data is not None:
+        env["MONAI_IMBALANCE_DATA"] = str(data)
+    return subprocess.run([sys.executable, "-c", first], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_outside_a_checkout_the_first_cell_says_what_it_needs_and_where_it_looks(path: Path, tmp_path: Path) -> None:
+    """Issue 19: outside a repository checkout the first cell failed with a bare StopIteration, even with
+    MONAI_IMBALANCE_DATA set."""
+    needed = NEEDED_FILE[path.name[:2]]
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    result = _run_first_cell(path, outside, data=None)
+    assert result.returncode != 0 and "StopIteration" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("RuntimeError: ") and "MONAI_IMBALANCE_DATA" in last and needed in last, last
+
+    data = tmp_path / "data"
+    if path.name[:2] in ("02", "03"):  # these read a file of their own: its absence is named
+        result = _run_first_cell(path, outside, data=data)
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("FileNotFoundError: ") and str(data / needed) in last and needed in last, last
+    (data / needed).parent.mkdir(parents=True)
+    (data / needed).write_bytes(b"")
+    result = _run_first_cell(path, outside, data=data)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr

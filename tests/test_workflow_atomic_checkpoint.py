@@ -48,7 +48,7 @@ def test_interval_checkpoints_are_whole_or_absent(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):  # epoch 3's checkpoint stopped half-way
         engine.fire_event(Events.EPOCH_COMPLETED)
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert "last_checkpoint_epoch=3.pt" not in names and not [n for n in names if n.startswith("tmp")]
+    assert "last_checkpoint_epoch=3.pt" not in names and not [n for n in names if n.endswith(".tmp")]
     assert names == ["last_checkpoint_epoch=2.pt"]  # ignite removed the oldest first; the newest whole one stays
     saved = torch.load(tmp_path / "last_checkpoint_epoch=2.pt", weights_only=True)
     assert torch.equal(saved["model"]["weight"], network.weight)

@@ -187,8 +187,35 @@ def render_bundle(name: str) -> dict[str, str]:
     files["configs/metadata.json"] = _metadata(name)
     files["configs/logging.conf"] = (SOURCE_DIR / "common" / "logging.conf").read_text()
     files["LICENSE"] = (SOURCE_DIR / "common" / "LICENSE").read_text()
-    readme = (_TASKS / name / "README.md").read_text()
+    readme = _with_allowed_values((_TASKS / name / "README.md").read_text(), _top_level_keys(files))
     files["docs/README.md"] = (
         f"<!-- Generated from {_SOURCE_NAME}/tasks/{name}/README.md by `{_REGENERATE}`; edit there. -->\n" + readme
     )
     return files
+
+
+def _top_level_keys(files: Mapping[str, str]) -> set[str]:
+    keys: set[str] = set()
+    for config in BUNDLE_CONFIGS:
+        keys.update(yaml.safe_load(files[f"configs/{config}.yaml"]) or {})
+    return keys
+
+
+_OVERRIDES_HEADING = "## Overrides"
+
+
+def _with_allowed_values(readme: str, keys: set[str]) -> str:
+    """``readme`` with the bundle's rows of :data:`~monai_imbalance.workflow.OVERRIDE_RULES` at the end of its
+    "Overrides" section (at the end when it has none): the ranges are written once, in Python."""
+    from monai_imbalance.workflow.override_values import override_rules_markdown
+
+    section = (
+        "Allowed values of the numeric overrides (checked before any work: a value outside its range ends the run "
+        "in one line, `error: --<key> <value>: ...`):\n\n" + override_rules_markdown(keys) + "\n"
+    )
+    start = readme.find(f"\n{_OVERRIDES_HEADING}\n")
+    if start < 0:
+        return readme.rstrip("\n") + "\n\n" + section
+    end = readme.find("\n## ", start + len(_OVERRIDES_HEADING) + 1)
+    end = len(readme) if end < 0 else end + 1
+    return readme[:end].rstrip("\n") + "\n\n" + section + "\n" + readme[end:]

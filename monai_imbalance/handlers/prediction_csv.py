@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -53,6 +52,7 @@ from monai.utils import (
     string_list_all_gather,
 )
 
+from monai_imbalance.atomic_files import atomic_write
 from monai_imbalance.handlers.epoch_handler import EpochHandler
 from monai_imbalance.handlers.uncertainty_report import engine_uncertainty
 from monai_imbalance.inferers.mc_dropout import MCDropoutInferer
@@ -328,16 +328,10 @@ class PredictionCSVWriter(EpochHandler):
         header, rows = self._header_and_rows(ids, probs, uncertainty, referral)
         self._check_not_overwriting()
         self.output_file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.output_file.parent, prefix=f".{self.output_file.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", newline="") as f:
-                writer = csv.writer(f)
-                writer.writerow(header)
-                writer.writerows(rows)
-            os.replace(tmp, self.output_file)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(self.output_file, newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
+            writer.writerows(rows)
         self._written = True
         self.logger.info(f"wrote {len(rows)} predictions to {self.output_file}")
         if referral is not None and self.referral_rule is not None:

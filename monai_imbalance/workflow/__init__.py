@@ -38,6 +38,15 @@ from .model_settings import (
     record_model_settings,
     split_identity,
 )
+from .output_space import OutputFolderError, check_output_folders, state_bytes, training_checkpoint_bytes
+from .override_values import (
+    OVERRIDE_RULES,
+    OverrideValueError,
+    ValueRule,
+    check_override_value,
+    check_override_values,
+    override_rules_markdown,
+)
 from .overrides import (
     RUN_SWITCHES,
     UnknownOverrideError,
@@ -45,9 +54,18 @@ from .overrides import (
     bundle_run_in_process,
     check_override_keys,
     check_overrides,
+    explain_override_failure,
     parse_override_value,
 )
 from .resume_state import ResumeState, randomizable_objects
+from .run_checks import (
+    COUNT_BASED_LOSSES,
+    CheckpointMismatchError,
+    EmptyClassError,
+    check_batch_size,
+    check_checkpoint_fits,
+    check_classes_for_loss,
+)
 from .run_folder import (
     LAST_CHECKPOINT_PREFIX,
     RUN_FILE_PATTERNS,
@@ -72,6 +90,7 @@ from .user_errors import find_user_error, format_user_error, install_excepthook,
 
 __all__ = [
     "BEST_CHECKPOINT_KEY",
+    "COUNT_BASED_LOSSES",
     "DATA_KEYS",
     "DEPENDENT_SETTINGS",
     "EVALUATION_KEY",
@@ -79,6 +98,7 @@ __all__ = [
     "LAST_CHECKPOINT_PREFIX",
     "MODEL_KEYS",
     "MODEL_SETTINGS_FILE",
+    "OVERRIDE_RULES",
     "RESUME_MAY_CHANGE",
     "RUNS_KEY",
     "RUN_FILE_PATTERNS",
@@ -87,25 +107,36 @@ __all__ = [
     "SETTINGS_KEY",
     "SPLIT_IDS_FILE",
     "AtomicCheckpointSaver",
+    "CheckpointMismatchError",
     "ConflictingSwitchesError",
     "CorruptCheckpointError",
     "EarlierRunError",
+    "EmptyClassError",
     "EvaluationExistsError",
     "ForeignFilesError",
     "ModelSettingsEntry",
     "ModelSettingsMismatchError",
+    "OutputFolderError",
+    "OverrideValueError",
     "ResumeState",
     "RunFileNotFoundError",
     "RunLock",
     "RunLockedError",
     "UnknownOverrideError",
+    "ValueRule",
     "acquire_run_lock",
     "as_bool",
     "bundle_command",
     "bundle_run_in_process",
+    "check_batch_size",
+    "check_checkpoint_fits",
+    "check_classes_for_loss",
     "check_evaluation_items",
     "check_model_settings",
+    "check_output_folders",
     "check_override_keys",
+    "check_override_value",
+    "check_override_values",
     "check_overrides",
     "check_resume",
     "checked_checkpoint",
@@ -116,6 +147,7 @@ __all__ = [
     "earlier_run_files",
     "epoch_checkpoints",
     "evaluation_name",
+    "explain_override_failure",
     "file_sha256",
     "find_user_error",
     "finish_evaluation",
@@ -128,6 +160,7 @@ __all__ = [
     "latest_checkpoint",
     "model_setting",
     "move_aside",
+    "override_rules_markdown",
     "parse_override_value",
     "prepare_evaluation",
     "randomizable_objects",
@@ -139,7 +172,9 @@ __all__ = [
     "run_overrides",
     "split_identity",
     "start_training_run",
+    "state_bytes",
     "trained_class_names",
+    "training_checkpoint_bytes",
 ]
 
 install_for_bundle_runs()

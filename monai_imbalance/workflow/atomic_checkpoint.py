@@ -8,9 +8,10 @@ file in the same folder and then renamed over the target (``os.replace``, atomic
 checkpoint is either the old one or the new one, never a part. A fixed file name (``key_metric_filename``) is
 not removed before the next save replaces it, so ``model.pt`` always holds a complete model.
 
-ignite gives the renamed file group and others read permission (MONAI chose ``atomic=False`` because older
-ignite versions did not). A process killed by SIGTERM while writing may leave its temporary file
-(``tmp<random>``, without the ``.pt`` suffix) in the folder; nothing reads it.
+The files are written by :func:`~monai_imbalance.atomic_files.atomic_write`, which gives them the mode a plain
+``open()`` would (the umask's; ignite's own atomic writer gives ``0644`` whatever the umask, and MONAI chose
+``atomic=False`` because older ignite versions left ``0600``). A process killed by SIGKILL while writing may
+leave its temporary file (``.<name>.<random>.tmp``) in the folder; nothing reads it.
 
 With ``record_file`` (the run's ``metrics.json``), every save of the key-metric file (``model.pt``) also records
 which epoch it holds: ``"best_checkpoint": {"file", "epoch", "sha256", "key_metric", "value"}``, so that an
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from ignite.handlers import DiskSaver
 from monai.handlers import CheckpointSaver
 
+from monai_imbalance.atomic_files import atomic_write
 from monai_imbalance.reporting import update_metrics_json
 
 if TYPE_CHECKING:
@@ -63,6 +65,10 @@ class _AtomicDiskSaver(DiskSaver):
         super().__call__(checkpoint, self.filename or filename, metadata)
         if self.on_saved is not None:
             self.on_saved(Path(self.dirname) / (self.filename or filename))
+
+    def _save_func(self, checkpoint: Mapping, path: Path, func: Callable) -> None:
+        with atomic_write(path, "wb") as file:
+            func(checkpoint, file, **self.kwargs)
 
     def remove(self, filename: str) -> None:
         # ignite removes the oldest file before it saves the new one; a fixed name is replaced by that save

@@ -35,7 +35,12 @@ SETTINGS_KEY = "settings"
 
 
 def run_overrides(argv: list[str] | None = None) -> dict[str, Any]:
-    """The command line's overrides of a ``monai.bundle run`` (``{}`` elsewhere), without the run-folder switches."""
+    """The overrides of the bundle run this code is part of, without the run-folder switches (``{}`` outside a run).
+
+    The one source of a run's overrides (:func:`~monai_imbalance.workflow.bundle_command`): a ``python -m
+    monai.bundle run`` command line, ``monai.bundle.run(...)`` keyword arguments in Python, an ``--args_file``,
+    or a :func:`~monai_imbalance.workflow.bundle_run_in_process` block; ``argv`` reads that command line instead.
+    """
     command = bundle_command(argv)
     if command is None:
         return {}
@@ -57,8 +62,7 @@ def record_run_settings(
         summary_writer: a TensorBoard ``SummaryWriter``: a Markdown table as text ``"settings"`` and the
             same values as HParams (:func:`monai_imbalance.handlers.write_hparams`: one session start, nested
             entries as ``overrides/<key>``); ``None`` to skip.
-        overrides: the overrides to record; defaults to those of the ``monai.bundle run`` command line
-            (:func:`run_overrides`).
+        overrides: the overrides to record; defaults to those of the run (:func:`run_overrides`).
 
     Returns:
         the recorded settings, ``overrides`` included.

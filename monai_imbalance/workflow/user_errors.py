@@ -22,7 +22,7 @@ import sys
 from types import TracebackType
 
 from monai_imbalance.errors import UserError
-from monai_imbalance.workflow.overrides import bundle_command
+from monai_imbalance.workflow.overrides import bundle_command, explain_override_failure
 
 __all__ = ["find_user_error", "format_user_error", "install_excepthook", "install_for_bundle_runs"]
 
@@ -35,7 +35,12 @@ def find_user_error(error: BaseException | None) -> UserError | None:
     worker's formatted traceback as its message. That text is searched for a line ``<module>.<Class>: <message>``
     whose class (looked up among the modules already imported, nothing is imported) is a ``UserError``; its
     message comes back as a ``UserError``.
+
+    MONAI's own failure to apply an override under a missing parent key (``KeyError: 'query key: ...'`` from the
+    workflow's constructor) counts as the :class:`~monai_imbalance.workflow.UnknownOverrideError` it stands for
+    (:func:`~monai_imbalance.workflow.explain_override_failure`).
     """
+    first = error
     seen: set[int] = set()
     chain = []
     while error is not None and id(error) not in seen:
@@ -48,7 +53,7 @@ def find_user_error(error: BaseException | None) -> UserError | None:
         found = _user_error_from_worker_text(str(link))
         if found is not None:
             return found
-    return None
+    return explain_override_failure(first) if first is not None else None
 
 
 _WORKER_ERROR_LINE = re.compile(r"^([A-Za-z_][\w.]*)\.([A-Za-z_]\w*): (.*)$")
@@ -107,7 +112,7 @@ def install_excepthook() -> None:
 
 def install_for_bundle_runs() -> bool:
     """Install the hook when this process is a ``python -m monai.bundle run`` command; say whether it did."""
-    if bundle_command() is None:
+    if bundle_command(sys.argv) is None:  # the command line only: a Python session's hook stays as it is
         return False
     install_excepthook()
     return True
