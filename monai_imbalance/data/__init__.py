@@ -12,6 +12,13 @@ from .datalist import (
     validate_datalist,
 )
 from .folders import KNEE_ID_PATTERN, image_folder_datalist, load_class_folder_datalists, load_knee_folder_datalists
+from .inference_inputs import (
+    InferenceDatalist,
+    MissingInferenceInputError,
+    check_inference_input,
+    inference_datalist,
+    report_skipped,
+)
 from .isic_classification import ISIC_TASK3_CLASSES, load_isic2018_task3_datalists
 from .loading import (
     available_memory_bytes,
@@ -52,6 +59,8 @@ __all__ = [
     "DataCheckError",
     "DatalistReport",
     "Datalists",
+    "InferenceDatalist",
+    "MissingInferenceInputError",
     "OverSampler",
     "RepeatAcquisitions",
     "RepeatEvaluationDataset",
@@ -60,6 +69,7 @@ __all__ = [
     "available_memory_bytes",
     "cache_size_bytes",
     "check_datalists",
+    "check_inference_input",
     "class_counts",
     "class_weights",
     "cpu_count",
@@ -69,6 +79,7 @@ __all__ = [
     "dsb2018_npz_datalist",
     "get_sampler",
     "image_folder_datalist",
+    "inference_datalist",
     "isic2018_task1_datalist",
     "load_class_folder_datalists",
     "load_csv_datalists",
@@ -81,6 +92,7 @@ __all__ = [
     "medmnist_url",
     "random_after_cache",
     "repeat_units",
+    "report_skipped",
     "resolve_cache_rate",
     "resolve_num_workers",
     "split_by_group",

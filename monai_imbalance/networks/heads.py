@@ -69,7 +69,7 @@ class NormedLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 2 or x.shape[1] != self.in_features:
-            raise ValueError(f"NormedLinear expects input of shape (B, {self.in_features}), got {tuple(x.shape)}")
+            raise ValueError(f"NormedLinear expects input of shape (B, {self.in_features}), got {list(x.shape)}")
         with torch.autocast(device_type=x.device.type, enabled=False):
             features = F.normalize(x.float(), dim=1, eps=self.eps)
             weight = F.normalize(self.weight.float(), dim=1, eps=self.eps)
