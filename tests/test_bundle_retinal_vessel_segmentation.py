@@ -80,7 +80,8 @@ def test_patch_training_sliding_window_evaluation_inside_the_fov_and_inference(t
     assert test["num_samples"] == 2 and test["mc_dropout"] is False
     assert (tmp_path / "eval" / "overlays.png").read_bytes()[:4] == b"\x89PNG"
 
-    # inference on the test folder (--predict_test_split true): whole-image masks, cleared outside the FOV, with the evaluation's scores
+    # inference on the test folder (--predict_test_split true): whole-image masks, cleared outside the FOV,
+    # with the evaluation's scores
     run_bundle_in_process(BUNDLE, ["train", "inference"], {**args, "predict_test_split": True})
     masks = tmp_path / "eval" / "masks"
     assert sorted(p.name for p in masks.iterdir()) == ["01_test_mask.png", "02_test_mask.png"]
