@@ -94,9 +94,12 @@ def test_an_unreadable_image_is_skipped_and_listed_and_strict_stops(classifier, 
     assert not (tmp_path / "strict").exists()
 
 
-def test_without_input_dir_the_run_is_refused_in_one_line(classifier):
+def test_without_input_dir_or_with_a_missing_one_the_run_is_refused_in_one_line(classifier, tmp_path):
     result = run_bundle_in_process(CLASSIFICATION, ["inference"], classifier, expect_failure=True)
     assert "nothing to predict: give --input_dir" in _one_line_error(result)
+    missing = {**classifier, "input_dir": str(tmp_path / "missing")}
+    result = run_bundle_in_process(CLASSIFICATION, ["inference"], missing, expect_failure=True)
+    assert "missing does not exist or is not a folder" in _one_line_error(result)
 
 
 class _Killed(BaseException):

@@ -22,7 +22,7 @@ from typing import Any
 
 from monai_imbalance.data.check import check_image_file
 from monai_imbalance.data.folders import image_folder_datalist
-from monai_imbalance.errors import DataError, UserError
+from monai_imbalance.errors import DataError, UserError, data_errors_for_users
 
 __all__ = [
     "InferenceDatalist",
@@ -51,6 +51,7 @@ class InferenceDatalist(list):
         self.skipped: list[tuple[str, str]] = list(skipped)
 
 
+@data_errors_for_users
 def inference_datalist(
     input_dir: str | os.PathLike | None, *, strict: bool = False, image_key: str = "image"
 ) -> InferenceDatalist:
@@ -63,8 +64,10 @@ def inference_datalist(
         image_key: the datalist key of the image path.
 
     Raises:
-        FileNotFoundError: ``input_dir`` is not a folder.
-        ValueError: ``input_dir`` holds no image file, every image is unreadable, or (``strict``) one is.
+        DataNotFoundError: ``input_dir`` is not a folder (a ``FileNotFoundError``; user errors end a bundle run in
+            one line).
+        DataError: ``input_dir`` holds no image file, every image is unreadable, or (``strict``) one is (a
+            ``ValueError``).
     """
     if input_dir is None or input_dir == "":
         return InferenceDatalist()
