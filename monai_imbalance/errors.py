@@ -27,6 +27,7 @@ from typing import Any, ParamSpec, TypeVar
 __all__ = [
     "DataError",
     "DataNotFoundError",
+    "OutputExistsError",
     "UnknownChoiceError",
     "UserError",
     "check_choice",
@@ -48,6 +49,10 @@ class DataError(UserError, ValueError):
 
 class DataNotFoundError(UserError, FileNotFoundError):
     """A data file or folder that was named does not exist."""
+
+
+class OutputExistsError(UserError, FileExistsError):
+    """An output (predictions, masks) is already there and the run was not told to replace it."""
 
 
 class UnknownChoiceError(UserError, ValueError):

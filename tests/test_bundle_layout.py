@@ -35,7 +35,7 @@ def test_layout_and_metadata(bundle):
     for key in ("version", "changelog", "monai_version", "pytorch_version", "name", "task", "description"):
         assert meta.get(key), f"{bundle}/metadata.json lacks {key}"
     assert meta["version"] in meta["changelog"]
-    assert meta["optional_packages_version"]["monai-imbalance"] == monai_imbalance.__version__
+    assert meta["required_packages_version"]["monai-imbalance"] == monai_imbalance.__version__
     for kind in ("inputs", "outputs"):
         for entry in meta["network_data_format"][kind].values():
             assert isinstance(entry["num_channels"], int) and entry["num_channels"] > 0

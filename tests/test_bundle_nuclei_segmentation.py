@@ -71,7 +71,8 @@ def test_train_evaluate_with_mc_dropout_and_infer(tmp_path, dsb_root):
     assert [row["num_retained"] for row in test["referral"].values()] == [4, 4, 3, 3, 2]
 
     # the held-out split, with an uncertainty map per image, at the images' own 256 x 256 size
-    run_bundle_in_process(BUNDLE, ["train", "inference"], {**args, "mc_dropout": True, "mc_samples": 3})
+    inference = {**args, "predict_test_split": True}
+    run_bundle_in_process(BUNDLE, ["train", "inference"], {**inference, "mc_dropout": True, "mc_samples": 3})
     test_ids = [item["id"] for item in parse_bundle(BUNDLE, ["train"], args).get_parsed_content("datalists")["test"]]
     masks = tmp_path / "eval" / "masks"
     expected = sorted([f"{i}_mask.png" for i in test_ids] + [f"{i}_entropy.png" for i in test_ids])
@@ -79,7 +80,7 @@ def test_train_evaluate_with_mc_dropout_and_infer(tmp_path, dsb_root):
     mask = np.asarray(Image.open(masks / f"{test_ids[0]}_mask.png"))
     assert mask.shape == (256, 256) and set(np.unique(mask)) <= {0, 255}
     # a second run refuses to overwrite the masks
-    result = run_bundle_in_process(BUNDLE, ["train", "inference"], args, expect_failure=True)
+    result = run_bundle_in_process(BUNDLE, ["train", "inference"], inference, expect_failure=True)
     assert "already holds predicted masks" in result.stderr and "--overwrite true" in result.stderr
 
 

@@ -84,8 +84,9 @@ def test_patch_training_sliding_window_evaluation_inside_the_fov_and_inference(t
     assert [row["num_retained"] for row in test["referral"].values()] == [2, 2, 2, 1, 1]
     assert (tmp_path / "eval" / "test-model" / "overlays.png").read_bytes()[:4] == b"\x89PNG"
 
-    # inference on the test folder: whole-image masks, cleared outside the FOV, with the evaluation's scores
-    run_bundle_in_process(BUNDLE, ["train", "inference"], args)
+    # inference on the test folder (--predict_test_split true): whole-image masks, cleared outside the FOV,
+    # with the evaluation's scores
+    run_bundle_in_process(BUNDLE, ["train", "inference"], {**args, "predict_test_split": True})
     masks = tmp_path / "eval" / "masks"
     assert sorted(p.name for p in masks.iterdir()) == ["01_test_mask.png", "02_test_mask.png"]
     predicted, truth, fov = [], [], []

@@ -130,9 +130,62 @@ def test_no_silent_overwrite(tmp_path):
     writer = SegmentationMaskWriter(other)
     other.mkdir()
     (other / "case_0_mask.png").write_bytes(b"user data")
-    with pytest.raises(FileExistsError, match=r"case_0_mask\.png exists"):
+    with pytest.raises(FileExistsError, match=r"already holds predicted masks \(e\.g\. case_0_mask\.png\)"):
         _run(_items(n=1), writer)
     assert (other / "case_0_mask.png").read_bytes() == b"user data"
+
+
+class _Killed(BaseException):
+    """Stands in for SIGTERM: not an ``Exception``, so ignite runs no exception handler, as for a killed process."""
+
+
+def test_an_interrupted_run_leaves_no_complete_looking_folder_and_the_next_run_cleans_up(tmp_path):
+    from ignite.engine import Events
+
+    folder = tmp_path / "masks"
+    writer = SegmentationMaskWriter(folder)
+    evaluator = SupervisedEvaluator(
+        device=torch.device("cpu"),
+        val_data_loader=DataLoader(Dataset(_items(n=4)), batch_size=1, shuffle=False, num_workers=0),
+        network=nn.Identity(),
+        val_handlers=[writer],
+    )
+
+    def kill(engine):
+        raise _Killed
+
+    evaluator.add_event_handler(Events.ITERATION_COMPLETED(once=2), kill)  # after the writer's 2nd sample
+    with pytest.raises(_Killed):
+        evaluator.run()
+    assert not folder.exists()  # no masks folder at all: nothing looks complete
+    assert sorted(p.name for p in writer.partial_dir.iterdir()) == ["case_0_mask.png", "case_1_mask.png"]
+    assert writer.partial_dir.name == ".masks.partial"  # hidden, and says what it is
+
+    _run(_items(n=4), SegmentationMaskWriter(folder))  # the next run removes the partial set and completes
+    assert not writer.partial_dir.exists()
+    assert sorted(p.name for p in folder.iterdir()) == [f"case_{i}_mask.png" for i in range(4)]
+
+
+def test_overwrite_replaces_the_whole_set_and_foreign_files_are_refused(tmp_path):
+    folder = tmp_path / "masks"
+    _run(_items(n=3), SegmentationMaskWriter(folder))
+    _run(_items(n=1), SegmentationMaskWriter(folder, overwrite=True))
+    assert sorted(p.name for p in folder.iterdir()) == ["case_0_mask.png"]  # no mask of the earlier run is left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["masks"]
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match=r"holds notes\.txt, which is not a predicted mask"):
+        SegmentationMaskWriter(folder, overwrite=True)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FileExistsError, match="is a file"):
+        SegmentationMaskWriter(tmp_path / "file")
+
+
+def test_two_samples_with_one_file_name_are_an_error(tmp_path):
+    items = _items(n=2)
+    items[1]["id"] = "case/0"
+    with pytest.raises(ValueError, match=r"both written as case_0_mask\.png"):
+        _run(items, SegmentationMaskWriter(tmp_path / "masks"), batch_size=1)
+    assert not (tmp_path / "masks").exists()
 
 
 def test_bad_arguments_and_multi_process_ids(tmp_path, monkeypatch):

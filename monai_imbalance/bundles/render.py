@@ -8,7 +8,9 @@ Layout of the sources, next to this module::
     segmentation/*.yaml.j2      the segmentation family
     tasks/<name>/task.yaml.j2   one bundle's part: ``{% extends ... %}`` a family and fills its blocks
     tasks/<name>/metadata.json  one bundle's metadata, merged (recursively) over common/metadata.json
-    tasks/<name>/README.md      the bundle's docs/README.md
+    tasks/<name>/README.md      the bundle's docs/README.md (the sections "Export to TorchScript", "References" and
+                                "License" are appended from the metadata and the data licence)
+    tasks/<name>/data_license.txt   the licences of the bundle's data: docs/data_license.txt (the Model Zoo's file)
 
 A task's ``task.yaml.j2`` is rendered once per config with ``config`` set to the family template's file name
 (``"train.yaml.j2"``, ...); its first statement picks the parent, e.g.
@@ -52,7 +54,7 @@ _SOURCE_NAME = "monai_imbalance/bundles"  # how the headers name the sources (as
 _REGENERATE = "python -m monai_imbalance.bundles sync"
 _METADATA_ORDER = (  # the order of the model zoo's metadata.json files
     *("schema", "version", "changelog", "monai_version", "pytorch_version", "numpy_version"),
-    *("optional_packages_version", "supported_apps", "name", "task", "description", "authors", "copyright"),
+    *("required_packages_version", "supported_apps", "name", "task", "description", "authors", "copyright"),
     *("data_source", "data_type", "image_classes", "label_classes", "pred_classes", "eval_metrics"),
     *("intended_use", "references", "network_data_format"),
 )
@@ -91,7 +93,7 @@ def _metadata(name: str) -> str:
     common = json.loads((SOURCE_DIR / "common" / "metadata.json").read_text())
     task = json.loads((_TASKS / name / "metadata.json").read_text())
     metadata = _merge(common, task)
-    metadata["optional_packages_version"]["monai-imbalance"] = __version__  # the package that renders it
+    metadata["required_packages_version"]["monai-imbalance"] = __version__  # the package that renders it
     order = {key: i for i, key in enumerate(_METADATA_ORDER)}
     metadata = dict(sorted(metadata.items(), key=lambda item: order.get(item[0], len(order))))
     return json.dumps(metadata, indent=4) + "\n"
@@ -187,9 +189,15 @@ def render_bundle(name: str) -> dict[str, str]:
     files["configs/metadata.json"] = _metadata(name)
     files["configs/logging.conf"] = (SOURCE_DIR / "common" / "logging.conf").read_text()
     files["LICENSE"] = (SOURCE_DIR / "common" / "LICENSE").read_text()
+    data_license = (_TASKS / name / "data_license.txt").read_text()
+    files["docs/data_license.txt"] = data_license
     readme = _with_allowed_values((_TASKS / name / "README.md").read_text(), _top_level_keys(files))
+    metadata = json.loads(files["configs/metadata.json"])
     files["docs/README.md"] = (
-        f"<!-- Generated from {_SOURCE_NAME}/tasks/{name}/README.md by `{_REGENERATE}`; edit there. -->\n" + readme
+        f"<!-- Generated from {_SOURCE_NAME}/tasks/{name}/README.md by `{_REGENERATE}`; edit there. -->\n"
+        + readme.rstrip("\n")
+        + "\n"
+        + _readme_tail(metadata, data_license)
     )
     return files
 
@@ -219,3 +227,58 @@ def _with_allowed_values(readme: str, keys: set[str]) -> str:
     end = readme.find("\n## ", start + len(_OVERRIDES_HEADING) + 1)
     end = len(readme) if end < 0 else end + 1
     return readme[:end].rstrip("\n") + "\n\n" + section + "\n" + readme[end:]
+
+
+def _readme_tail(metadata: Mapping[str, Any], data_license: str) -> str:
+    """The README sections every bundle has in the Model Zoo's order: TorchScript export, references, licence."""
+    from monai_imbalance.networks import TRACE_ONLY_NETWORK_NAMES
+
+    image = metadata["network_data_format"]["inputs"]["image"]
+    segmentation = metadata["network_data_format"]["outputs"]["pred"]["format"] != "classes"
+    export = (
+        "python -m monai.bundle ckpt_export network_def --filepath models/model.ts --ckpt_file models/model.pt \\\n"
+        "    --meta_file configs/metadata.json --config_file configs/inference.yaml --bundle_root ."
+    )
+    lines = [
+        "",
+        "## Export to TorchScript",
+        "",
+        "MONAI's `ckpt_export` (what the Model Zoo's CI runs) writes the trained network of `models/model.pt` as",
+        "TorchScript, from `configs/inference.yaml` alone (no data):",
+        "",
+        "```text",
+        export,
+        "```",
+        "",
+    ]
+    if segmentation:
+        shape = [1, image["num_channels"], *image["spatial_shape"]]
+        traced = ", ".join(f"`{n}`" for n in TRACE_ONLY_NETWORK_NAMES)
+        lines += [
+            f"`unet` scripts (`torch.jit.script`). {traced} does not (its forward indexes its levels with loop",
+            "variables, which TorchScript cannot compile): export it by tracing, with an input of the size it will be",
+            "given (sides divisible by 2 to the number of levels; FocusNet's own input checks run while tracing and",
+            "are not part of the traced model):",
+            "",
+            "```text",
+            f'{export} \\\n    --network_name focusnet --use_trace true --input_shape "{shape}"',
+            "```",
+            "",
+        ]
+    else:
+        lines += [
+            "Every `--network_name` and `--head` the overrides offer scripts (`torch.jit.script`); add the model's",
+            "overrides (e.g. `--network_name resnet18 --head cosine`) so that the network matches the weights.",
+            "",
+        ]
+    lines += ["## References", "", *(f"- {ref}" for ref in metadata.get("references", [])), ""]
+    lines += [
+        "## License",
+        "",
+        "The bundle's code and configs: Apache License 2.0 (`LICENSE`). The data keep their own licences",
+        "(`docs/data_license.txt`):",
+        "",
+        *(f"> {line}".rstrip() for line in data_license.rstrip("\n").split("\n")),
+        "",
+    ]
+    return "\n".join(lines)

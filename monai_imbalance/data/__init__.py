@@ -12,6 +12,13 @@ from .datalist import (
 )
 from .folders import KNEE_ID_PATTERN, image_folder_datalist, load_class_folder_datalists, load_knee_folder_datalists
 from .formats import DATA_FORMATS, register_format, registered_formats
+from .inference_inputs import (
+    InferenceDatalist,
+    MissingInferenceInputError,
+    check_inference_input,
+    inference_datalist,
+    report_skipped,
+)
 from .isic_classification import ISIC_TASK3_CLASSES, load_isic2018_task3_datalists
 from .loading import (
     available_memory_bytes,
@@ -61,6 +68,8 @@ __all__ = [
     "DataFilesNotFoundError",
     "DatalistReport",
     "Datalists",
+    "InferenceDatalist",
+    "MissingInferenceInputError",
     "OverSampler",
     "RepeatAcquisitions",
     "RepeatEvaluationDataset",
@@ -70,6 +79,7 @@ __all__ = [
     "available_memory_bytes",
     "cache_size_bytes",
     "check_datalists",
+    "check_inference_input",
     "class_counts",
     "class_weights",
     "cpu_count",
@@ -79,6 +89,7 @@ __all__ = [
     "dsb2018_npz_datalist",
     "get_sampler",
     "image_folder_datalist",
+    "inference_datalist",
     "isic2018_task1_datalist",
     "load_class_folder_datalists",
     "load_csv_datalists",
@@ -93,6 +104,7 @@ __all__ = [
     "register_format",
     "registered_formats",
     "repeat_units",
+    "report_skipped",
     "resolve_cache_rate",
     "resolve_num_workers",
     "split_by_group",

@@ -222,8 +222,9 @@ def natural_sorted(names: Iterable[str]) -> list[str]:
 
 
 def unique_ids(paths: Sequence[Path], base: Path | None = None) -> list[str]:
-    """Item ids for files: the stem (``.nii.gz`` counts as one suffix), or the relative path without the suffix
-    (``/`` kept) for every file whose stem is not unique."""
+    """Item ids for files, unique whenever the paths are: the stem (``.nii.gz`` counts as one suffix); for a stem
+    that occurs twice, the relative path without the suffix (``/`` kept, e.g. ``a/x`` and ``b/x``); where that
+    still collides (``x.png`` and ``x.jpg`` in one folder), the relative path with its suffix (``x.png``)."""
 
     def stem(p: Path) -> str:
         name = p.name
@@ -232,15 +233,21 @@ def unique_ids(paths: Sequence[Path], base: Path | None = None) -> list[str]:
                 return name[: -len(suffix)]
         return p.stem
 
+    def relative(p: Path) -> Path:
+        return p.relative_to(base) if base is not None and p.is_relative_to(base) else p
+
     stems = [stem(p) for p in paths]
-    counts = Counter(stems)
+    stem_counts = Counter(stems)
+    without_suffix = [(relative(p).parent / stem(relative(p))).as_posix() for p in paths]
+    path_counts = Counter(without_suffix)
     ids = []
-    for p, s in zip(paths, stems, strict=True):
-        if counts[s] == 1:
+    for p, s, rel in zip(paths, stems, without_suffix, strict=True):
+        if stem_counts[s] == 1:
             ids.append(s)
+        elif path_counts[rel] == 1:
+            ids.append(rel)
         else:
-            rel = p.relative_to(base) if base is not None and p.is_relative_to(base) else p
-            ids.append((rel.parent / stem(rel)).as_posix())
+            ids.append(relative(p).as_posix())
     return ids
 
 

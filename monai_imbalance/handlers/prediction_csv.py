@@ -53,6 +53,7 @@ from monai.utils import (
 )
 
 from monai_imbalance.atomic_files import atomic_write
+from monai_imbalance.errors import OutputExistsError
 from monai_imbalance.handlers.epoch_handler import EpochHandler
 from monai_imbalance.handlers.uncertainty_report import engine_uncertainty
 from monai_imbalance.inferers.mc_dropout import MCDropoutInferer
@@ -115,7 +116,8 @@ class PredictionCSVWriter(EpochHandler):
     Args:
         output_file: CSV path (its folder is created).
         class_names: names for ``predicted_class`` and the probability column headers (default indices).
-        overwrite: replace an existing ``output_file``; ``False`` (default) raises ``FileExistsError``.
+        overwrite: replace an existing ``output_file``; ``False`` (default) raises
+            :class:`~monai_imbalance.errors.OutputExistsError` (a ``FileExistsError``).
         id_key: datalist key holding the sample id.
         image_key: key of the image whose metadata file name is the fallback id.
         decision_threshold: optional binary decision threshold on the class-1 probability.
@@ -134,7 +136,8 @@ class PredictionCSVWriter(EpochHandler):
         name: logger name (default the engine's logger).
 
     Raises:
-        FileExistsError: ``output_file`` exists and ``overwrite`` is ``False``.
+        OutputExistsError: ``output_file`` exists and ``overwrite`` is ``False`` (a ``FileExistsError`` and a
+            :class:`~monai_imbalance.errors.UserError`: a bundle run ends in one line naming ``--overwrite true``).
     """
 
     def __init__(
@@ -180,8 +183,9 @@ class PredictionCSVWriter(EpochHandler):
 
     def _check_not_overwriting(self) -> None:
         if self.output_file.exists() and not self.overwrite and not self._written:
-            raise FileExistsError(
-                f"{self.output_file} already exists; move it away, choose another file, or pass overwrite=True"
+            raise OutputExistsError(
+                f"{self.output_file} already exists; pass --overwrite true (overwrite=True in Python) to replace it, "
+                "or choose another --output_dir"
             )
 
     def _reset(self) -> None:

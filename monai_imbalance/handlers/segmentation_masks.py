@@ -18,9 +18,16 @@ layout ``(C, W, H)`` (first spatial axis = x, as ``LoadImaged`` and :class:`mona
 read a picture) and are written transposed, so a PNG mask lies over its PNG image pixel for pixel.
 
 File names come from the datalist's ``id`` (else the image file's stem, else the sample's position in the
-run). Nothing is overwritten silently: when the handler is created it refuses an ``output_dir`` that already
-holds ``*_mask.png`` files, and before each write it refuses an existing file, unless ``overwrite=True``.
-Multi-process: every rank writes its own samples (the ids must then come from the datalist or file names).
+run); two samples of one run with the same file name are an error, not an overwrite.
+
+The set appears complete or not at all: the files are written into ``.<name>.partial`` beside ``output_dir``
+and that folder is renamed to ``output_dir`` when the run's epoch completes. A run that dies midway (an
+exception, SIGTERM, a power cut) leaves only the ``.partial`` folder, whose name says what it is; the next run
+into the same place removes it. Nothing is overwritten silently: when the handler is created it refuses an
+``output_dir`` that already holds ``*_mask.png`` files unless ``overwrite=True`` (which replaces the folder as a
+whole at the end), and it refuses, whatever ``overwrite`` says, an ``output_dir`` holding files that this writer
+does not write. Multi-process: every rank writes its own samples into the shared ``.partial`` folder (the ids
+must then come from the datalist or file names) and rank 0 renames it after a barrier.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +47,7 @@ from monai.data import MetaTensor, decollate_batch
 from monai.handlers import from_engine
 from monai.utils import CommonKeys, IgniteInfo, ImageMetaKey, min_version, optional_import
 
+from monai_imbalance.errors import OutputExistsError
 from monai_imbalance.handlers.epoch_handler import EpochHandler
 
 idist, _ = optional_import("ignite", IgniteInfo.OPT_IMPORT_VERSION, min_version, "distributed")
@@ -62,9 +71,10 @@ class SegmentationMaskWriter(EpochHandler):
     """Write ``<id>_mask.png`` (and ``<id>_<uncertainty_key>.png``) per sample; see the module docstring.
 
     Args:
-        output_dir: folder of the PNG files (created).
+        output_dir: folder of the PNG files (created, complete, when the epoch completes).
         threshold: foreground threshold of one-channel probabilities.
-        overwrite: allow replacing existing files; ``False`` (default) raises ``FileExistsError``.
+        overwrite: replace an ``output_dir`` that holds masks of an earlier run (as a whole, when this run's set is
+            complete); ``False`` (default) raises :class:`~monai_imbalance.errors.OutputExistsError`.
         id_key: datalist key holding the sample id.
         image_key: key of the image whose file name is the fallback id.
         output_transform: ``engine.state.output -> predictions`` (a list of ``(C, H, W)`` or a ``(B, C, H, W)``
@@ -77,7 +87,8 @@ class SegmentationMaskWriter(EpochHandler):
         name: logger name (default the engine's logger).
 
     Raises:
-        FileExistsError: ``output_dir`` already holds predicted masks and ``overwrite`` is ``False``.
+        OutputExistsError: ``output_dir`` already holds predicted masks and ``overwrite`` is ``False``, or holds
+            files this writer does not write (a ``FileExistsError``; a bundle run ends in one line).
         ValueError: a threshold outside ``(0, 1)``, or an unknown ``uncertainty_key`` without ``uncertainty_max``.
     """
 
@@ -116,17 +127,44 @@ class SegmentationMaskWriter(EpochHandler):
         self._init_logger(name)
         self._position = 0
         self.written: list[Path] = []
-        if not self.overwrite and self.output_dir.is_dir():
-            existing = sorted(self.output_dir.glob(f"*{MASK_SUFFIX}"))
-            if existing:
-                raise FileExistsError(
-                    f"{self.output_dir} already holds predicted masks (e.g. {existing[0].name}); pass --overwrite true "
-                    "to replace them, or choose another --output_dir"
-                )
+        self._check_output_dir()
+
+    @property
+    def partial_dir(self) -> Path:
+        """Where the files go until the set is complete: ``.<output_dir name>.partial`` beside ``output_dir``."""
+        return self.output_dir.parent / f".{self.output_dir.name}.partial"
+
+    def _is_own(self, path: Path) -> bool:
+        suffixes = (MASK_SUFFIX, *([f"_{self.uncertainty_key}.png"] if self.uncertainty_key else []))
+        return path.is_file() and path.name.endswith(suffixes)
+
+    def _check_output_dir(self) -> None:
+        if self.output_dir.exists() and not self.output_dir.is_dir():
+            raise OutputExistsError(f"{self.output_dir} is a file; choose another --output_dir for the masks")
+        if not self.output_dir.is_dir():
+            return
+        foreign = sorted(p for p in self.output_dir.iterdir() if not self._is_own(p))
+        if foreign:
+            raise OutputExistsError(
+                f"{self.output_dir} holds {foreign[0].name}, which is not a predicted mask; it is replaced as a whole "
+                "when a run completes, so choose another --output_dir (or move that file away)"
+            )
+        existing = sorted(self.output_dir.glob(f"*{MASK_SUFFIX}"))
+        if existing and not self.overwrite:
+            raise OutputExistsError(
+                f"{self.output_dir} already holds predicted masks (e.g. {existing[0].name}); pass --overwrite true to "
+                "replace them, or choose another --output_dir"
+            )
 
     def epoch_started(self, engine: Engine) -> None:
         self._position = 0
         self.written = []
+        if idist.get_rank() == 0:
+            if self.partial_dir.exists():  # what an interrupted run left: incomplete by its name
+                self.logger.info(f"removing {self.partial_dir}, the incomplete output of an interrupted run")
+                shutil.rmtree(self.partial_dir)
+            self.partial_dir.mkdir(parents=True)
+        idist.barrier()
 
     # ------------------------------------------------------------------------------------------- one iteration
     def _items(self, engine: Engine, size: int) -> list[Mapping]:
@@ -173,9 +211,12 @@ class SegmentationMaskWriter(EpochHandler):
         return value.detach().float().cpu() if isinstance(value, torch.Tensor) else None
 
     def _path(self, sample_id: str, suffix: str) -> Path:
-        path = self.output_dir / f"{sample_id}{suffix}"
-        if path.exists() and not self.overwrite and path not in self.written:
-            raise FileExistsError(f"{path} exists; pass --overwrite true to replace it, or choose another --output_dir")
+        path = self.partial_dir / f"{sample_id}{suffix}"
+        if path.exists():
+            raise ValueError(
+                f"two samples of this run are both written as {path.name}; give every sample its own id (the "
+                f"datalist's {self.id_key!r} entry)"
+            )
         return path
 
     def iteration_completed(self, engine: Engine) -> None:
@@ -188,7 +229,6 @@ class SegmentationMaskWriter(EpochHandler):
         uncertainty = self._uncertainty(engine)
         if uncertainty is not None and uncertainty.shape[0] != size:
             uncertainty = None  # not from this iteration's inferer call
-        self.output_dir.mkdir(parents=True, exist_ok=True)
         for k, prediction in enumerate(predictions):
             if prediction.ndim != 3:
                 raise ValueError(
@@ -218,10 +258,29 @@ class SegmentationMaskWriter(EpochHandler):
         self.written.append(path)
 
     def epoch_completed(self, engine: Engine) -> None:
+        """Once every rank has written its samples: rename the complete set into ``output_dir``."""
+        idist.barrier()
+        if idist.get_rank() == 0:
+            self._publish()
+        idist.barrier()
         masks = sum(1 for p in self.written if p.name.endswith(MASK_SUFFIX))
+        self.written = [self.output_dir / p.name for p in self.written]
         self.logger.info(
             f"wrote {masks} predicted mask(s) and {len(self.written) - masks} uncertainty map(s) to {self.output_dir}"
         )
+
+    def _publish(self) -> None:
+        """``partial_dir`` -> ``output_dir``; an earlier set there (checked when the handler was made) is replaced."""
+        if not self.output_dir.exists():
+            os.replace(self.partial_dir, self.output_dir)
+            return
+        self._check_output_dir()  # nothing appeared there during the run that is not ours to replace
+        replaced = self.output_dir.parent / f".{self.output_dir.name}.replaced"
+        if replaced.exists():
+            shutil.rmtree(replaced)
+        os.replace(self.output_dir, replaced)
+        os.replace(self.partial_dir, self.output_dir)
+        shutil.rmtree(replaced)
 
 
 def _resized(values: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:

@@ -6,6 +6,7 @@ from .focusnet import FocusNet
 from .heads import NormedLinear, find_final_linear, replace_with_cosine_head
 from .segmentation_factory import (
     SEGMENTATION_NETWORK_NAMES,
+    TRACE_ONLY_NETWORK_NAMES,
     UNetWithHead,
     get_segmentation_network,
     segmentation_size_divisor,
@@ -15,6 +16,7 @@ from .small_cnn import SmallCNN
 __all__ = [
     "NETWORK_NAMES",
     "SEGMENTATION_NETWORK_NAMES",
+    "TRACE_ONLY_NETWORK_NAMES",
     "FocusNet",
     "NormedLinear",
     "PretrainedWeightsUnavailableError",

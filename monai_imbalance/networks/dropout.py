@@ -45,6 +45,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import torch
 from torch import nn
 from torch.nn.modules.dropout import _DropoutNd
 
@@ -109,11 +110,12 @@ def set_dropout(network: nn.Module, p: float) -> nn.Module:
     return network
 
 
-def _dropout_input_pre_hook(module: nn.Module, args: tuple) -> tuple:
-    """Forward pre-hook: pass the first positional input of ``module`` through its ``mc_dropout`` child."""
-    if not args:
-        return args
-    return (getattr(module, INPUT_DROPOUT_NAME)(args[0]), *args[1:])
+def _dropout_input_pre_hook(module: nn.Module, args: tuple[torch.Tensor]) -> tuple[torch.Tensor]:
+    """Forward pre-hook: pass the first positional input of ``module`` through its ``mc_dropout`` child.
+
+    Typed and written so that ``torch.jit.script`` compiles it with the network (the Model Zoo's ``ckpt_export``
+    scripts it): the child is called by its name (:data:`INPUT_DROPOUT_NAME`); further inputs pass unchanged."""
+    return (module.mc_dropout(args[0]),) + args[1:]  # noqa: RUF005 (TorchScript has no starred tuples)
 
 
 def _add_input_dropout(layer: nn.Module, p: float) -> None:

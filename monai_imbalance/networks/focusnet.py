@@ -194,7 +194,7 @@ class FocusNet(nn.Module):
     @property
     def divisor(self) -> int:
         """Every spatial size of the input must be a multiple of this (``2**len(channels)``)."""
-        return 2**self.depth
+        return 1 << self.depth  # an int also in TorchScript, where ``2**n`` is a float
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.ndim != self.spatial_dims + 2:

@@ -69,11 +69,16 @@ class NormedLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 2 or x.shape[1] != self.in_features:
-            raise ValueError(f"NormedLinear expects input of shape (B, {self.in_features}), got {tuple(x.shape)}")
+            raise ValueError(f"NormedLinear expects input of shape (B, {self.in_features}), got {list(x.shape)}")
+        if torch.jit.is_scripting():  # TorchScript runs without autocast (and needs a constant autocast device)
+            return self._cosine(x)
         with torch.autocast(device_type=x.device.type, enabled=False):
-            features = F.normalize(x.float(), dim=1, eps=self.eps)
-            weight = F.normalize(self.weight.float(), dim=1, eps=self.eps)
-            return self.scale * features @ weight.t()
+            return self._cosine(x)
+
+    def _cosine(self, x: torch.Tensor) -> torch.Tensor:
+        features = F.normalize(x.float(), dim=1, eps=self.eps)
+        weight = F.normalize(self.weight.float(), dim=1, eps=self.eps)
+        return self.scale * features @ weight.t()
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, scale={self.scale}"

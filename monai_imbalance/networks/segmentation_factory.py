@@ -40,10 +40,22 @@ from torch import nn
 from monai_imbalance.errors import check_choice
 from monai_imbalance.networks.focusnet import FocusNet
 
-__all__ = ["SEGMENTATION_NETWORK_NAMES", "UNetWithHead", "get_segmentation_network", "segmentation_size_divisor"]
+__all__ = [
+    "SEGMENTATION_NETWORK_NAMES",
+    "TRACE_ONLY_NETWORK_NAMES",
+    "UNetWithHead",
+    "get_segmentation_network",
+    "segmentation_size_divisor",
+]
 
 #: names accepted by :func:`get_segmentation_network` (case is ignored)
 SEGMENTATION_NETWORK_NAMES: tuple[str, ...] = ("unet", "focusnet")
+
+#: networks that ``torch.jit.script`` cannot compile, so that TorchScript export (MONAI's ``ckpt_export``) traces
+#: them (``--use_trace true --input_shape [1, C, H, W]``): FocusNet's forward indexes its ``nn.ModuleList`` levels
+#: with loop variables, in reverse order, which TorchScript does not support. Every other network and head of the
+#: package scripts.
+TRACE_ONLY_NETWORK_NAMES: tuple[str, ...] = ("focusnet",)
 
 _DEFAULT_CHANNELS = {"unet": (16, 32, 64, 128, 256), "focusnet": (16, 32, 64, 128)}
 
