@@ -6,7 +6,7 @@ names of its components, e.g. ``_target_: LMFLoss``. Where a short name exists i
 (``FocalLoss``), use the fully qualified name ``monai_imbalance.losses.FocalLoss``.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 from monai_imbalance import (
     atomic_files,
