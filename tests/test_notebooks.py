@@ -29,10 +29,10 @@ def _text(value: str | list[str]) -> str:
     return value if isinstance(value, str) else "".join(value)
 
 
-def test_the_four_tutorials_exist() -> None:
+def test_the_tutorials_exist() -> None:
     names = [p.name for p in NOTEBOOKS]
-    assert len(names) >= 4, names
-    for prefix in ("01_", "02_", "03_", "04_"):
+    assert len(names) >= 5, names
+    for prefix in ("01_", "02_", "03_", "04_", "05_"):
         assert any(name.startswith(prefix) for name in names), f"no tutorial {prefix}*.ipynb in {names}"
 
 
