@@ -109,8 +109,10 @@ def test_corrupt_validation_image_found_before_training(tmp_path, shared_data):
     assert re.search(r"split 'val', item 0.*'image': unreadable file .*lesion_5\.png", result.stderr)
     assert_stopped_before_training(result, tmp_path)
 
-    # the opt-out: labels and splits only (focal: LMF's margins need training images of every class)
-    parser = parse_bundle(SKIN, ["train"], {**args, "check_data_files": False, "loss_name": "focal"})
+    # the opt-out: labels and splits only (focal: LMF's margins need training images of every class; no caching:
+    # initialize builds the trainer, whose cached dataset would read every file)
+    opt_out = {**args, "check_data_files": False, "loss_name": "focal", "cache_rate": 0}
+    parser = parse_bundle(SKIN, ["train"], opt_out)
     parser.get_parsed_content("initialize")
 
 
