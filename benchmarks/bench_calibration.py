@@ -343,9 +343,9 @@ def cost(args: argparse.Namespace) -> None:
                 measured = {}
                 for variant in order:
                     if variant == "base":
-                        measured[variant] = statistics.median(_timed(lambda: net(x)) for _ in range(3))
+                        measured[variant] = statistics.median(_timed(lambda n=net, x=x: n(x)) for _ in range(3))
                     else:
-                        measured[variant] = _timed(lambda: inferer(x, net))
+                        measured[variant] = _timed(lambda i=inferer, n=net, x=x: i(x, n))
                 if rep:
                     ratios.append(measured["mc"] / measured["base"])
                     bases.append(measured["base"])
