@@ -57,6 +57,7 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
+import functools
 import json
 import os
 import platform
@@ -66,7 +67,6 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -133,7 +133,7 @@ def _subset(items: list[dict[str, Any]], max_items: int | None) -> list[dict[str
     return items if max_items is None else items[:: max(1, len(items) // max_items)][:max_items]
 
 
-@lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=2)
 def load_data(dataset: str, knee_test_every: int, max_items: int | None) -> dict[str, Any]:
     """Pre-processed tensors of every split (as the bundles pre-process them) and, for the knee set, the repeats."""
     if dataset == "dermamnist":
@@ -356,6 +356,540 @@ def cost(args: argparse.Namespace) -> None:
             )
 
 
+# ---------------------------------------------------------------------------------------------- stage 2: analysis
+# Independent numpy references of the metrics (float64). They give the bootstrap replicates (fast, one index
+# array per replicate) and, where the package's metrics exist (monai_imbalance.metrics.calibration / selective),
+# they are checked against them on every point estimate (the largest difference is printed).
+NUM_BINS = 15  # equal-width bins (Guo et al. 2017), the package's DEFAULT_CALIBRATION_BINS
+RATE = 0.2  # referral rate of the tables
+
+
+def np_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def np_entropy(p: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.where(p > 0, p * np.log(p), 0.0).sum(axis=-1)
+
+
+def _bin_ece(score: np.ndarray, hit: np.ndarray) -> float:
+    """sum_m |B_m|/N |mean(hit) - mean(score)| over equal-width bins (k/M, (k+1)/M], 0 in the first."""
+    b = np.clip(np.ceil(score * NUM_BINS).astype(np.int64) - 1, 0, NUM_BINS - 1)
+    s = np.bincount(b, weights=score, minlength=NUM_BINS)
+    h = np.bincount(b, weights=hit.astype(np.float64), minlength=NUM_BINS)
+    return float(np.abs(h - s).sum() / len(score))
+
+
+def np_ece(p: np.ndarray, y: np.ndarray) -> float:
+    return _bin_ece(p.max(1), p.argmax(1) == y)
+
+
+def np_classwise_ece(p: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean([_bin_ece(p[:, c], y == c) for c in range(p.shape[1])]))
+
+
+def np_nll(p: np.ndarray, y: np.ndarray) -> float:
+    return float(-np.log(np.maximum(p[np.arange(len(y)), y], 1e-12)).mean())
+
+
+def np_aurc(u: np.ndarray, err: np.ndarray) -> float:
+    """(1/N) sum_k risk(k), cases by increasing u, the risk of a run of ties averaged over its orders."""
+    order = np.argsort(u, kind="stable")
+    us, es = u[order], err[order].astype(np.float64)
+    starts = np.flatnonzero(np.r_[True, us[1:] != us[:-1]])
+    sizes = np.diff(np.r_[starts, len(us)])
+    run_loss = np.add.reduceat(es, starts)
+    before = np.cumsum(run_loss) - run_loss
+    run = np.repeat(np.arange(len(starts)), sizes)
+    k = np.arange(1, len(us) + 1, dtype=np.float64)
+    j = k - starts[run]
+    return float(((before[run] + j * run_loss[run] / sizes[run]) / k).mean())
+
+
+def np_macro_f1(pred: np.ndarray, y: np.ndarray, c: int) -> float:
+    cm = np.bincount(y * c + pred, minlength=c * c).reshape(c, c)
+    tp, support, predicted = np.diag(cm), cm.sum(1), cm.sum(0)
+    den = support + predicted
+    return float((2 * tp[den > 0] / den[den > 0]).mean())
+
+
+def np_threshold(u: np.ndarray, rate: float) -> float:
+    """The largest kept score when floor(rate N + 1/2) cases are referred (referral_threshold's rule)."""
+    keep = max(1, len(u) - int(np.floor(rate * len(u) + 0.5)))
+    return float(np.sort(u)[keep - 1])
+
+
+def np_referral_f1(p: np.ndarray, y: np.ndarray, u: np.ndarray, rate: float, threshold: float | None = None) -> float:
+    t = np_threshold(u, rate) if threshold is None else threshold
+    kept = u <= t
+    return np_macro_f1(p.argmax(1)[kept], y[kept], p.shape[1])
+
+
+def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
+    """One temperature T > 0 minimising the validation NLL of softmax(z / T) (for ``(S, N, C)`` MC logits: of the
+    mean over the passes of softmax(z_s / T)); golden-section search on log T in [log 0.01, log 100]."""
+
+    def nll(log_t: float) -> float:
+        p = np_softmax(logits / np.exp(log_t))
+        return np_nll(p.mean(0) if p.ndim == 3 else p, y)
+
+    lo, hi = np.log(0.01), np.log(100.0)
+    g = (np.sqrt(5) - 1) / 2
+    a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+    fa, fb = nll(a), nll(b)
+    for _ in range(80):
+        if fa < fb:
+            hi, b, fb = b, a, fa
+            a = hi - g * (hi - lo)
+            fa = nll(a)
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + g * (hi - lo)
+            fb = nll(b)
+    return float(np.exp((lo + hi) / 2))
+
+
+def _package_metrics() -> dict[str, Any] | None:
+    """The package's calibration / selective metrics where this tree has them (branch ``uncertainty``)."""
+    try:
+        from monai_imbalance.metrics.calibration import classwise_calibration_error, expected_calibration_error
+        from monai_imbalance.metrics.selective import aurc, referral_table
+    except ImportError:
+        return None
+    return {
+        "ece": lambda p, y: expected_calibration_error(p, y, num_bins=NUM_BINS),
+        "classwise_ece": lambda p, y: classwise_calibration_error(p, y, num_bins=NUM_BINS),
+        "aurc": lambda u, err: aurc(u, err),
+        "referral_f1": lambda p, y, u: referral_table(p, y, u, rates=[RATE])[f"{RATE:g}"]["f1_macro"],
+    }
+
+
+@dataclass
+class Variant:
+    """Test-split probabilities and uncertainty scores of one model in one form (deterministic / MC, raw / scaled)."""
+
+    probs: np.ndarray  # (N, C)
+    scores: dict[str, np.ndarray]  # name -> (N,) uncertainty, larger: less sure
+    temperature: float
+    val_probs: np.ndarray
+    val_scores: dict[str, np.ndarray]
+
+
+def _variant(val: np.ndarray, test: np.ndarray, temperature: float) -> Variant:
+    """val / test logits ``(N, C)`` (deterministic) or ``(S, N, C)`` (MC passes), scaled by ``temperature``."""
+
+    def form(z: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        p = np_softmax(z.astype(np.float64) / temperature)
+        if p.ndim == 2:
+            return p, {"maxprob": 1 - p.max(1), "entropy": np_entropy(p)}
+        mean = p.mean(0)
+        h = np_entropy(mean)
+        return mean, {"maxprob": 1 - mean.max(1), "entropy": h, "mi": np.maximum(h - np_entropy(p).mean(0), 0)}
+
+    vp, vs = form(val)
+    tp, ts = form(test)
+    return Variant(tp, ts, temperature, vp, vs)
+
+
+def model_variants(d: Any) -> dict[str, Variant]:
+    yv = d["val_labels"].astype(np.int64)
+    t_det = fit_temperature(d["val_logits"].astype(np.float64), yv)
+    t_mc = fit_temperature(d["val_mc_logits"].astype(np.float64), yv)
+    return {
+        "det": _variant(d["val_logits"], d["test_logits"], 1.0),
+        "det_ts": _variant(d["val_logits"], d["test_logits"], t_det),
+        "mc": _variant(d["val_mc_logits"], d["test_mc_logits"], 1.0),
+        "mc_ts": _variant(d["val_mc_logits"], d["test_mc_logits"], t_mc),
+    }
+
+
+#: (variant, uncertainty score) pairs whose selective metrics the tables show
+SELECTIVE = (("det", "maxprob"), ("det", "entropy"), ("mc", "maxprob"), ("mc", "entropy"), ("mc", "mi"))
+
+
+def metrics_of(variants: dict[str, Variant], y: np.ndarray, yv: np.ndarray, idx: np.ndarray | None) -> dict[str, float]:
+    """Every scalar of a model on the test cases ``idx`` (None: all), numpy references."""
+    sel = slice(None) if idx is None else idx
+    out: dict[str, float] = {}
+    ys = y[sel]
+    for name, v in variants.items():
+        p = v.probs[sel]
+        out[f"{name}/ece"] = np_ece(p, ys)
+        out[f"{name}/classwise_ece"] = np_classwise_ece(p, ys)
+        out[f"{name}/nll"] = np_nll(p, ys)
+    p = variants["det"].probs[sel]
+    out["accuracy"] = float((p.argmax(1) == ys).mean())
+    out["macro_f1"] = np_macro_f1(p.argmax(1), ys, p.shape[1])
+    out["mc/accuracy"] = float((variants["mc"].probs[sel].argmax(1) == ys).mean())
+    out["mc/macro_f1"] = np_macro_f1(variants["mc"].probs[sel].argmax(1), ys, p.shape[1])
+    for name, score in SELECTIVE:
+        v = variants[name]
+        p, u = v.probs[sel], v.scores[score][sel]
+        out[f"{name}/{score}/aurc"] = np_aurc(u, p.argmax(1) != ys)
+        out[f"{name}/{score}/f1_at_20"] = np_referral_f1(p, ys, u, RATE)
+        # the threshold fitted on validation (20% of the validation cases referred), applied unchanged
+        t = np_threshold(v.val_scores[score], RATE)
+        out[f"{name}/{score}/f1_at_20_val"] = np_referral_f1(p, ys, u, RATE, threshold=t)
+        out[f"{name}/{score}/referred_val"] = float((u > t).mean())
+    return out
+
+
+def check_against_package(variants: dict[str, Variant], y: np.ndarray, point: dict[str, float]) -> float | None:
+    """Largest |package - numpy| over the point estimates the package can compute; None without the package."""
+    pkg = _package_metrics()
+    if pkg is None:
+        return None
+    worst = 0.0
+    for name, v in variants.items():
+        p = torch.as_tensor(v.probs)
+        worst = max(worst, abs(pkg["ece"](p, torch.as_tensor(y)) - point[f"{name}/ece"]))
+        worst = max(worst, abs(pkg["classwise_ece"](p, torch.as_tensor(y)) - point[f"{name}/classwise_ece"]))
+    for name, score in SELECTIVE:
+        v = variants[name]
+        u, err = torch.as_tensor(v.scores[score]), torch.as_tensor((v.probs.argmax(1) != y).astype(np.float64))
+        worst = max(worst, abs(pkg["aurc"](u, err) - point[f"{name}/{score}/aurc"]))
+        worst = max(
+            worst,
+            abs(
+                pkg["referral_f1"](torch.as_tensor(v.probs), torch.as_tensor(y), u) - point[f"{name}/{score}/f1_at_20"]
+            ),
+        )
+    return worst
+
+
+def bootstrap_indices(d: Any, dataset: str, n_boot: int) -> list[np.ndarray]:
+    """Test-case indices of every replicate: images (DermaMNIST) or patients with all their knees (knee)."""
+    rng = np.random.default_rng(0)
+    n = len(d["test_labels"])
+    if dataset != "knee":
+        return [rng.integers(0, n, n) for _ in range(n_boot)]
+    pids = d["test_patient_ids"]
+    groups = [np.flatnonzero(pids == p) for p in np.unique(pids)]
+    return [np.concatenate([groups[i] for i in rng.integers(0, len(groups), len(groups))]) for _ in range(n_boot)]
+
+
+LOSS_LABELS = {"ce": "CE", "focal": "focal", "lmf_official": "LMF (official)"}
+PLACEMENT_LABELS = {"all": "after every dense layer", "head": "head only"}
+DATASET_LABELS = {"dermamnist": "DermaMNIST 28 px", "knee": "knee KL 64 px"}
+FORMS = {"det": "deterministic", "det_ts": "deterministic, temperature", "mc": "MC", "mc_ts": "MC, temperature"}
+
+
+@dataclass
+class Model:
+    dataset: str
+    loss: str
+    placement: str
+    seed: int
+    meta: dict[str, Any]
+    arrays: Any
+    variants: dict[str, Variant]
+    point: dict[str, float]
+    boot: dict[str, np.ndarray]  # metric -> (B,) replicates
+
+
+def _mean_sd(values: list[float], digits: int = 3) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def _col(models: list[Model], key: str, digits: int = 3) -> str:
+    return _mean_sd([m.point[key] for m in models], digits)
+
+
+def _diff_cell(a: list[Model], b: list[Model], metric: str, metric_b: str | None = None) -> str:
+    """mean over seeds of a - b, [2.5, 97.5] percentiles of its bootstrap replicates, seeds with a < b."""
+    metric_b = metric_b or metric
+    diffs = [x.point[metric] - y.point[metric_b] for x, y in zip(a, b, strict=True)]
+    boot = np.mean([x.boot[metric] - y.boot[metric_b] for x, y in zip(a, b, strict=True)], axis=0)
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    star = "**" if lo > 0 or hi < 0 else ""
+    return f"{star}{np.mean(diffs):+.3f}{star} [{lo:+.3f}, {hi:+.3f}] ({sum(d < 0 for d in diffs)}/{len(diffs)})"
+
+
+def _seed_t_interval(a: list[Model], b: list[Model], metric: str, metric_b: str | None = None) -> str:
+    from scipy import stats
+
+    diffs = np.array([x.point[metric] - y.point[metric_b or metric] for x, y in zip(a, b, strict=True)])
+    if len(diffs) < 2:
+        return "-"
+    half = stats.t.ppf(0.975, len(diffs) - 1) * diffs.std(ddof=1) / np.sqrt(len(diffs))
+    return f"[{diffs.mean() - half:+.3f}, {diffs.mean() + half:+.3f}]"
+
+
+def load_models(cache: Path, n_boot: int) -> tuple[dict[tuple[str, str, str], list[Model]], dict[str, Any]]:
+    """Every complete seed of the cache: {(dataset, loss, placement): [Model per seed]} and a check summary."""
+    found: dict[tuple[str, str, str, int], Path] = {}
+    for path in sorted(cache.glob("*.npz")):
+        if path.name.endswith(".tmp.npz"):
+            continue
+        job = json.loads(str(np.load(path)["meta"]))["job"]
+        found[(job["dataset"], job["loss"], job["placement"], job["seed"])] = path
+    models: dict[tuple[str, str, str], list[Model]] = {}
+    check: dict[str, Any] = {"package_metrics": _package_metrics() is not None, "max_abs_difference": 0.0}
+    for dataset in LOSSES:
+        cells = [(loss, placement) for loss in LOSSES[dataset] for placement in PLACEMENTS]
+        seeds = sorted({k[3] for k in found if k[0] == dataset})
+        seeds = [s for s in seeds if all((dataset, lo, pl, s) in found for lo, pl in cells)]
+        if not seeds:
+            continue
+        indices = None
+        for loss, placement in cells:
+            for seed in seeds:
+                d = np.load(found[(dataset, loss, placement, seed)])
+                if indices is None:
+                    indices = bootstrap_indices(d, dataset, n_boot)
+                y = d["test_labels"].astype(np.int64)
+                yv = d["val_labels"].astype(np.int64)
+                variants = model_variants(d)
+                point = metrics_of(variants, y, yv, None)
+                worst = check_against_package(variants, y, point)
+                if worst is not None:
+                    check["max_abs_difference"] = max(check["max_abs_difference"], worst)
+                reps = [metrics_of(variants, y, yv, idx) for idx in indices]
+                boot = {k: np.array([r[k] for r in reps]) for k in point}
+                meta = json.loads(str(d["meta"]))
+                models.setdefault((dataset, loss, placement), []).append(
+                    Model(dataset, loss, placement, seed, meta, d, variants, point, boot)
+                )
+    return models, check
+
+
+def calibration_tables(models: dict[tuple[str, str, str], list[Model]]) -> str:
+    lines = []
+    for dataset in LOSSES:
+        rows = [(k, v) for k, v in models.items() if k[0] == dataset]
+        if not rows:
+            continue
+        seeds = [m.seed for m in rows[0][1]]
+        lines += [
+            f"#### {DATASET_LABELS[dataset]}: calibration (test split, mean ± SD over seeds {seeds})",
+            "",
+            "| dropout | loss | accuracy | macro-F1 | ECE | ECE, temperature (T) | class-wise ECE | class-wise ECE, "
+            "temperature | ECE, MC | ECE, MC + temperature (T) | class-wise ECE, MC | class-wise ECE, MC + temperature "
+            "| best epoch per seed |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for (_, loss, placement), ms in rows:
+            col = functools.partial(_col, ms)
+            t_det = statistics.mean(m.variants["det_ts"].temperature for m in ms)
+            t_mc = statistics.mean(m.variants["mc_ts"].temperature for m in ms)
+            lines.append(
+                f"| {PLACEMENT_LABELS[placement]} | {LOSS_LABELS[loss]} | {col('accuracy')} | {col('macro_f1')} | "
+                f"{col('det/ece')} | {col('det_ts/ece')} ({t_det:.2f}) | {col('det/classwise_ece')} | "
+                f"{col('det_ts/classwise_ece')} | {col('mc/ece')} | {col('mc_ts/ece')} ({t_mc:.2f}) | "
+                f"{col('mc/classwise_ece')} | {col('mc_ts/classwise_ece')} | "
+                f"{', '.join(str(m.meta['best_epoch']) for m in ms)} |"
+            )
+        lines += [
+            "",
+            f"#### {DATASET_LABELS[dataset]}: referral (test split, mean ± SD over seeds; uncertainty of the "
+            "uncalibrated probabilities)",
+            "",
+            "| dropout | loss | AURC 1 - max p | AURC entropy | AURC MC 1 - max p | AURC MC entropy | AURC MC mutual "
+            "information | macro-F1, no referral | macro-F1 at 20% referral: 1 - max p | MC 1 - max p | MC mutual "
+            "information | 1 - max p, threshold fitted on validation (test share referred) |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for (_, loss, placement), ms in rows:
+            col = functools.partial(_col, ms)
+            lines.append(
+                f"| {PLACEMENT_LABELS[placement]} | {LOSS_LABELS[loss]} | {col('det/maxprob/aurc')} | "
+                f"{col('det/entropy/aurc')} | {col('mc/maxprob/aurc')} | {col('mc/entropy/aurc')} | "
+                f"{col('mc/mi/aurc')} | {col('macro_f1')} | {col('det/maxprob/f1_at_20')} | "
+                f"{col('mc/maxprob/f1_at_20')} | {col('mc/mi/f1_at_20')} | {col('det/maxprob/f1_at_20_val')} "
+                f"({col('det/maxprob/referred_val', 2)}) |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def difference_tables(models: dict[tuple[str, str, str], list[Model]]) -> str:
+    lines = [
+        "Cells: mean over seeds of the paired difference a - b, [95% bootstrap CI], (seeds with a < b). The CI "
+        "resamples the test images (knee: the test patients, both knees together) with the same draws for every "
+        "model and seed and averages the difference over the seeds: it holds the trained models fixed (test-set "
+        "noise only); the seed-to-seed spread is in the SDs above and the seed count. **Bold**: the CI excludes 0.",
+        "",
+    ]
+    # 1. losses
+    metrics = [
+        ("ECE", "det/ece"),
+        ("ECE, temperature", "det_ts/ece"),
+        ("class-wise ECE", "det/classwise_ece"),
+        ("class-wise ECE, temperature", "det_ts/classwise_ece"),
+        ("AURC 1 - max p", "det/maxprob/aurc"),
+        ("macro-F1 at 20% referral (1 - max p)", "det/maxprob/f1_at_20"),
+    ]
+    lines += [
+        "#### Loss against cross-entropy (same seed: same initial weights and batch order)",
+        "",
+        "| data | dropout | a vs b | " + " | ".join(name for name, _ in metrics) + " |",
+        "|---|---|---|" + "---|" * len(metrics),
+    ]
+    for dataset in LOSSES:
+        for placement in PLACEMENTS:
+            base = models.get((dataset, "ce", placement))
+            for loss in LOSSES[dataset][1:]:
+                other = models.get((dataset, loss, placement))
+                if base and other:
+                    cells = " | ".join(_diff_cell(other, base, key) for _, key in metrics)
+                    lines.append(
+                        f"| {DATASET_LABELS[dataset]} | {PLACEMENT_LABELS[placement]} | {LOSS_LABELS[loss]} vs CE | "
+                        f"{cells} |"
+                    )
+    # 2. MC uncertainty against 1 - max probability (same model)
+    lines += [
+        "",
+        "#### MC-dropout uncertainty against 1 - max probability of the deterministic pass (same models)",
+        "",
+        "| data | dropout | loss | AURC: MC mutual information - 1 - max p | AURC: MC entropy - 1 - max p | AURC: MC "
+        "1 - max p - 1 - max p | macro-F1 at 20%: MC mutual information - 1 - max p | macro-F1 at 20%: MC 1 - max p "
+        "- 1 - max p |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for (dataset, loss, placement), ms in models.items():
+        lines.append(
+            f"| {DATASET_LABELS[dataset]} | {PLACEMENT_LABELS[placement]} | {LOSS_LABELS[loss]} | "
+            f"{_diff_cell(ms, ms, 'mc/mi/aurc', 'det/maxprob/aurc')} | "
+            f"{_diff_cell(ms, ms, 'mc/entropy/aurc', 'det/maxprob/aurc')} | "
+            f"{_diff_cell(ms, ms, 'mc/maxprob/aurc', 'det/maxprob/aurc')} | "
+            f"{_diff_cell(ms, ms, 'mc/mi/f1_at_20', 'det/maxprob/f1_at_20')} | "
+            f"{_diff_cell(ms, ms, 'mc/maxprob/f1_at_20', 'det/maxprob/f1_at_20')} |"
+        )
+    # 3. placement
+    metrics = [
+        ("accuracy", "accuracy"),
+        ("macro-F1", "macro_f1"),
+        ("ECE", "det/ece"),
+        ("class-wise ECE", "det/classwise_ece"),
+        ("ECE, MC", "mc/ece"),
+        ("AURC 1 - max p", "det/maxprob/aurc"),
+        ("AURC MC mutual information", "mc/mi/aurc"),
+        ("macro-F1 at 20%, 1 - max p", "det/maxprob/f1_at_20"),
+        ("macro-F1 at 20%, MC mutual information", "mc/mi/f1_at_20"),
+    ]
+    lines += [
+        "",
+        "#### Dropout head only against after every dense layer (same seed: same initial weights and batch order)",
+        "",
+        "| data | loss | " + " | ".join(name for name, _ in metrics) + " |",
+        "|---|---|" + "---|" * len(metrics),
+    ]
+    for dataset in LOSSES:
+        for loss in LOSSES[dataset]:
+            head, full = models.get((dataset, loss, "head")), models.get((dataset, loss, "all"))
+            if head and full:
+                cells = " | ".join(_diff_cell(head, full, key) for _, key in metrics)
+                lines.append(f"| {DATASET_LABELS[dataset]} | {LOSS_LABELS[loss]} | {cells} |")
+    return "\n".join(lines) + "\n"
+
+
+def _repeat_probs(m: Model, form: str) -> np.ndarray:
+    t = m.variants[form].temperature
+    z = m.arrays["repeat_mc_logits"] if form.startswith("mc") else m.arrays["repeat_logits"]
+    p = np_softmax(z.astype(np.float64) / t)
+    return p.mean(0) if p.ndim == 3 else p
+
+
+def repeatability_tables(models: dict[tuple[str, str, str], list[Model]], n_boot: int) -> str:
+    """Knee: LoA and disagreement of CE and focal, before and after temperature scaling, paired focal - CE tests."""
+    from monai_imbalance.metrics import compare_repeatability, continuous_score, repeatability_report
+
+    lines = [
+        "| dropout | seed | form | T CE / focal | LoA CE | LoA focal | ΔLoA focal - CE [95% CI] | p | LoA / spread CE "
+        "/ focal | disagreement CE / focal | accuracy CE / focal |",
+        "|---|---:|---|---|---:|---:|---|---:|---|---|---|",
+    ]
+    summary: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
+    for placement in PLACEMENTS:
+        ce, focal = models.get(("knee", "ce", placement)), models.get(("knee", "focal", placement))
+        if not ce or not focal:
+            continue
+        for a, b in zip(focal, ce, strict=True):
+            reports = {}
+            for form in FORMS:
+                for name, m in (("focal", a), ("ce", b)):
+                    p = _repeat_probs(m, form)
+                    with np.errstate(all="ignore"):
+                        reports[(name, form)] = repeatability_report(
+                            continuous_score(p.astype(np.float32)),
+                            m.arrays["repeat_patient_ids"],
+                            num_classes=p.shape[1],
+                            predictions=p.argmax(1),
+                            n_boot=n_boot,
+                            seed=0,
+                            visit_ids=m.arrays["repeat_units"],
+                        )
+                    reports[(name, form, "acc")] = float((p.argmax(1) == m.arrays["repeat_labels"]).mean())
+                comp = compare_repeatability(reports[("focal", form)], reports[("ce", form)], metric="loa", n_boot=2000)
+                rf, rc = reports[("focal", form)], reports[("ce", form)]
+                summary.setdefault((placement, form), []).append((comp["difference"], comp["ci"][1], comp["ci"][0]))
+                lines.append(
+                    f"| {PLACEMENT_LABELS[placement]} | {a.seed} | {FORMS[form]} | "
+                    f"{b.variants[form].temperature:.2f} / {a.variants[form].temperature:.2f} | {rc['loa']:.3f} | "
+                    f"{rf['loa']:.3f} | {comp['difference']:+.3f} [{comp['ci'][0]:+.3f}, {comp['ci'][1]:+.3f}] | "
+                    f"{comp['p_value']:.3g} | {rc['loa_rel']:.3f} / {rf['loa_rel']:.3f} | "
+                    f"{rc['disagreement_rate']:.3f} / {rf['disagreement_rate']:.3f} | "
+                    f"{reports[('ce', form, 'acc')]:.3f} / {reports[('focal', form, 'acc')]:.3f} |"
+                )
+    lines += [
+        "",
+        "| dropout | form | mean ΔLoA focal - CE over seeds | seeds where focal is lower (significantly) | seeds where "
+        "focal is significantly higher |",
+        "|---|---|---:|---|---|",
+    ]
+    for (placement, form), rows in summary.items():
+        lines.append(
+            f"| {PLACEMENT_LABELS[placement]} | {FORMS[form]} | {statistics.mean(r[0] for r in rows):+.3f} | "
+            f"{sum(r[0] < 0 for r in rows)}/{len(rows)} ({sum(r[1] < 0 for r in rows)}/{len(rows)}) | "
+            f"{sum(r[2] > 0 for r in rows)}/{len(rows)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def analyse(args: argparse.Namespace) -> None:
+    start = time.perf_counter()
+    models, check = load_models(args.cache, args.n_boot)
+    if not models:
+        raise SystemExit(f"no complete seed in {args.cache}: run stage 1 first")
+    backend = (
+        "the package's `monai_imbalance.metrics.calibration` / `selective` functions agree with the benchmark's "
+        f"numpy references to {check['max_abs_difference']:.1e} on every point estimate (the bootstrap uses the "
+        "numpy references)"
+        if check["package_metrics"]
+        else "**the package's calibration / selective metrics were not in this tree: every figure comes from the "
+        "benchmark's own numpy implementation** (`np_ece`, `np_classwise_ece`, `np_aurc`, `np_referral_f1`)"
+    )
+    text = [
+        f"Metrics: {backend}. ECE: {NUM_BINS} equal-width bins, top label; class-wise ECE: the same per class, "
+        "unweighted mean over the classes; AURC: mean risk (error rate of the kept cases) over all coverages, ties "
+        "averaged; referral at 20%: the 20% least certain test cases referred (exactly, by rank), macro-F1 of the "
+        "rest; the last referral column fits the threshold on the validation split instead and applies it to the "
+        "test split. Temperature: one T per model fitted on the validation split by NLL (the benchmark's own "
+        "golden-section fit of log T); for MC, T divides the logits of every pass and is fitted on the NLL of the "
+        "mean of the passes' softmax. MC: the stored passes of MCDropoutInferer; mutual information = entropy of "
+        f"the mean - mean entropy of the passes. {args.n_boot} bootstrap replicates.",
+        "",
+        calibration_tables(models),
+        difference_tables(models),
+    ]
+    if any(k[0] == "knee" for k in models):
+        text += [
+            "#### Knee: does the repeatability difference survive temperature scaling? (simulated repeats)",
+            "",
+            repeatability_tables(models, args.n_boot),
+        ]
+    text.append(f"(analysis: {(time.perf_counter() - start) / 60:.1f} min)")
+    out = "\n".join(text)
+    print(out)
+    if args.output:
+        Path(args.output).write_text(out)
+
+
 # ---------------------------------------------------------------------------------------------- main
 def jobs_of(args: argparse.Namespace) -> list[Job]:
     jobs = []
@@ -381,7 +915,7 @@ def jobs_of(args: argparse.Namespace) -> list[Job]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stage", choices=("train", "cost"), default="train")
+    parser.add_argument("--stage", choices=("train", "cost", "analyse"), default="train")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--datasets", nargs="+", choices=tuple(LOSSES), default=list(LOSSES))
@@ -395,6 +929,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads of --stage cost")
     parser.add_argument("--cost-batch", type=int, default=32)
     parser.add_argument("--cost-reps", type=int, default=3)
+    parser.add_argument("--n-boot", type=int, default=500, help="bootstrap replicates of the analysis")
+    parser.add_argument("--output", type=Path, default=None, help="write the analysis (markdown) here too")
     parser.add_argument("--quick", action="store_true", help="1 seed, 1 epoch, 300 items per split, 5 MC passes")
     args = parser.parse_args()
     if args.quick:
@@ -403,6 +939,9 @@ def main() -> None:
     print(f"start {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs", flush=True)
     if args.stage == "cost":
         cost(args)
+        return
+    if args.stage == "analyse":
+        analyse(args)
         return
     todo = [job for job in jobs_of(args) if not job.path.exists()]
     print(f"{len(todo)} model(s) to train, cache {args.cache}", flush=True)
