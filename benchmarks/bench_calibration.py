@@ -38,7 +38,8 @@ benchmark builds the same MONAI ``DenseNet121`` class through the bundles' facto
 dense layers, 0.36 M parameters; three blocks so that 28 px images fit without resizing). Both placements exist
 in it as in DenseNet121 (20 dropout layers against 58), so the placement comparison keeps its structure; the
 absolute scores are those of a small network trained from scratch for a few epochs. Optimiser: Adam 1e-3, weight
-decay 1e-4, batch 64, ``--epochs-derma`` / ``--epochs-knee`` epochs, one torch thread per run.
+decay 1e-4, batch 64, ``--epochs-derma`` (4) / ``--epochs-knee`` (3) epochs, one torch thread per run; the
+knee models train on every ``--knee-train-every``-th (2nd) training image (2889 of 5778) to fit the CPU budget.
 
 ``--stage cost`` measures the MC-dropout cost of each placement side by side in one process: the time of 50
 passes (``MCDropoutInferer(50, mc_batch_size=10)``, prefix reuse on, as the bundles) over the time of one
@@ -47,8 +48,9 @@ deterministic pass, for the reduced DenseNet at 28 and 64 px and for the bundles
 
 Run (from the repository root)::
 
-    .venv/bin/python benchmarks/bench_calibration.py --jobs 2                 # stage 1: the grid (about 60 min)
+    .venv/bin/python benchmarks/bench_calibration.py --jobs 2                 # stage 1: the grid (~25 CPU-min)
     .venv/bin/python benchmarks/bench_calibration.py --stage cost             # MC cost of the placements
+    .venv/bin/python benchmarks/bench_calibration.py --stage analyse --output /tmp/calibration.md   # stage 2
     .venv/bin/python benchmarks/bench_calibration.py --quick --cache /tmp/bc_quick   # smoke run (1 epoch, few items)
 """
 
@@ -110,6 +112,7 @@ class Job:
     epochs: int
     mc_samples: int
     knee_test_every: int
+    knee_train_every: int
     max_items: int | None
     cache: str
 
@@ -134,7 +137,7 @@ def _subset(items: list[dict[str, Any]], max_items: int | None) -> list[dict[str
 
 
 @functools.lru_cache(maxsize=2)
-def load_data(dataset: str, knee_test_every: int, max_items: int | None) -> dict[str, Any]:
+def load_data(dataset: str, knee_test_every: int, knee_train_every: int, max_items: int | None) -> dict[str, Any]:
     """Pre-processed tensors of every split (as the bundles pre-process them) and, for the knee set, the repeats."""
     if dataset == "dermamnist":
         datalists = load_datalists("medmnist", DATA / "medmnist", flag="dermamnist", download=False, warn=False)
@@ -160,6 +163,8 @@ def load_data(dataset: str, knee_test_every: int, max_items: int | None) -> dict
     out: dict[str, Any] = {"class_names": list(datalists.class_names)}
     for split in ("train", "val", "test"):
         items = _subset(list(datalists[split]), max_items)
+        if dataset == "knee" and split == "train":
+            items = items[::knee_train_every]
         if dataset == "knee" and split == "test":
             items = items[::knee_test_every]
             out["test_patient_ids"] = np.array([str(i["patient_id"]) for i in items])
@@ -211,7 +216,7 @@ def mc_logits_of(network: torch.nn.Module, images: torch.Tensor, samples: int, s
 def train_one(job: Job) -> dict[str, Any]:
     torch.set_num_threads(1)
     start = time.perf_counter()
-    data = load_data(job.dataset, job.knee_test_every, job.max_items)
+    data = load_data(job.dataset, job.knee_test_every, job.knee_train_every, job.max_items)
     load_s = time.perf_counter() - start
     (train_x, train_y), (val_x, val_y), (test_x, test_y) = data["train"], data["val"], data["test"]
     num_classes = len(data["class_names"])
@@ -906,6 +911,7 @@ def jobs_of(args: argparse.Namespace) -> list[Job]:
                             epochs=args.epochs_derma if dataset == "dermamnist" else args.epochs_knee,
                             mc_samples=args.mc_samples,
                             knee_test_every=args.knee_test_every,
+                            knee_train_every=args.knee_train_every,
                             max_items=args.max_items,
                             cache=str(args.cache),
                         )
@@ -920,10 +926,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--datasets", nargs="+", choices=tuple(LOSSES), default=list(LOSSES))
     parser.add_argument("--placements", nargs="+", choices=PLACEMENTS, default=list(PLACEMENTS))
-    parser.add_argument("--epochs-derma", type=int, default=6)
-    parser.add_argument("--epochs-knee", type=int, default=4)
-    parser.add_argument("--mc-samples", type=int, default=20)
-    parser.add_argument("--knee-test-every", type=int, default=2, help="every k-th test knee (the split is by grade)")
+    parser.add_argument("--epochs-derma", type=int, default=4)
+    parser.add_argument("--epochs-knee", type=int, default=3)
+    parser.add_argument("--mc-samples", type=int, default=16)
+    parser.add_argument("--knee-test-every", type=int, default=3, help="every k-th test knee (the split is by grade)")
+    parser.add_argument("--knee-train-every", type=int, default=2, help="every k-th training knee image")
     parser.add_argument("--max-items", type=int, default=None, help="at most this many items per split (smoke runs)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="torch threads of --stage cost")
