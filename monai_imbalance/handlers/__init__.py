@@ -6,12 +6,19 @@ from .classification_tensorboard import ClassificationTensorBoard, plot_roc_curv
 from .deferred_reweighting import DeferredReweighting
 from .metrics_report import MetricsReportHandler
 from .prediction_csv import PredictionCSVWriter, mc_dropout_uncertainty
+from .referral import ReferralSelector
 from .repeatability import RepeatabilityHandler
 from .segmentation_figures import SegmentationFiguresHandler, plot_segmentation_overlays
 from .segmentation_masks import SegmentationMaskWriter
 from .summary_writer import LazySummaryWriter, write_hparams
 from .tensorboard_metrics import TensorBoardMetrics, phase_tag
 from .threshold import ThresholdSelector
+from .uncertainty_report import (
+    UncertaintyReportHandler,
+    engine_uncertainty,
+    plot_reliability_diagram,
+    plot_risk_coverage,
+)
 
 __all__ = [
     "BalancedAccuracy",
@@ -23,14 +30,19 @@ __all__ = [
     "MacroF1",
     "MetricsReportHandler",
     "PredictionCSVWriter",
+    "ReferralSelector",
     "RepeatabilityHandler",
     "SegmentationFiguresHandler",
     "SegmentationMaskWriter",
     "TensorBoardMetrics",
     "ThresholdSelector",
+    "UncertaintyReportHandler",
+    "engine_uncertainty",
     "mc_dropout_uncertainty",
     "phase_tag",
     "plot_confusion_matrix",
+    "plot_reliability_diagram",
+    "plot_risk_coverage",
     "plot_roc_curves",
     "plot_segmentation_overlays",
     "roc_curve",

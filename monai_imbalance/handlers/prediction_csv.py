@@ -13,7 +13,10 @@ Columns, in this order:
   :class:`monai_imbalance.inferers.MCDropoutInferer`: ``entropy`` (predictive entropy),
   ``mutual_information`` (BALD) and ``variance_<class>`` (variance of the class probability over the
   MC passes), read from the inferer's ``last_output`` after every iteration. Another source plugs in
-  through ``uncertainty_transform``.
+  through ``uncertainty_transform``;
+- with a ``referral_rule`` (fitted on validation, :func:`monai_imbalance.transforms.read_referral_rule`):
+  ``uncertainty``, the rule's score of the sample, and ``refer``, 1 when it exceeds the rule's threshold (the
+  sample goes to a person) else 0. The log says how many were referred.
 
 ``pred`` must be class probabilities: softmax in the postprocessing (``Activationsd(softmax=True)``)
 or the MC-dropout inferer's mean, and no ``AsDiscreted(argmax=True)`` on it.
@@ -50,6 +53,7 @@ from monai.utils import (
 )
 
 from monai_imbalance.handlers.epoch_handler import EpochHandler
+from monai_imbalance.handlers.uncertainty_report import engine_uncertainty
 from monai_imbalance.inferers.mc_dropout import MCDropoutInferer
 from monai_imbalance.metrics.classification import (
     check_decision_rule,
@@ -57,6 +61,7 @@ from monai_imbalance.metrics.classification import (
     predicted_classes,
     prediction_form,
 )
+from monai_imbalance.transforms.referral import ReferralRuleError, refer
 
 idist, _ = optional_import("ignite", IgniteInfo.OPT_IMPORT_VERSION, min_version, "distributed")
 
@@ -121,6 +126,9 @@ class PredictionCSVWriter(EpochHandler):
             ``MCDropoutInferer``). A ``(B, K)`` entry gives ``K`` columns ``<name>_<class>`` when
             ``K`` is the number of classes, else ``<name>_<k>``.
         float_format: format spec of probabilities and uncertainties.
+        referral_rule: a stored referral rule (``{"score", "threshold", "mc_dropout", ...}``) or ``None``; the run
+            must compute the score as the rule was fitted (with or without Monte Carlo dropout), else a
+            :class:`~monai_imbalance.transforms.referral.ReferralRuleError` says so.
         save_rank: the rank that writes in a multi-process run.
         name: logger name (default the engine's logger).
 
@@ -140,10 +148,12 @@ class PredictionCSVWriter(EpochHandler):
         output_transform: Callable | None = None,
         uncertainty_transform: Callable[[Engine], Mapping[str, Any]] | None = None,
         float_format: str = ".6g",
+        referral_rule: Mapping[str, Any] | None = None,
         save_rank: int = 0,
         name: str | None = None,
     ) -> None:
         self.output_file = Path(output_file)
+        self.referral_rule = dict(referral_rule) if referral_rule else None
         if class_names is not None:
             if isinstance(class_names, str):
                 raise TypeError("class_names must be a sequence of names, got a single string")
@@ -177,6 +187,7 @@ class PredictionCSVWriter(EpochHandler):
         self._ids: list[str] = []
         self._probs: list[torch.Tensor] = []
         self._uncertainty: dict[str, list[torch.Tensor]] = {}
+        self._referral: list[torch.Tensor] = []
         self._position = 0
 
     def epoch_started(self, engine: Engine) -> None:
@@ -228,19 +239,45 @@ class PredictionCSVWriter(EpochHandler):
             )
         for k, v in uncertainty.items():
             self._uncertainty.setdefault(k, []).append(v)
+        if self.referral_rule is not None:
+            self._referral.append(self._rule_score(engine, probs))
 
-    def _gather(self) -> tuple[list[str], torch.Tensor, dict[str, torch.Tensor]]:
+    def _rule_score(self, engine: Engine, probs: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` float64: the referral rule's uncertainty score of this iteration's samples."""
+        rule = self.referral_rule
+        assert rule is not None
+        mc = isinstance(getattr(engine, "inferer", None), MCDropoutInferer)
+        fitted_mc = bool(rule.get("mc_dropout"))
+        if fitted_mc != mc:
+            raise ReferralRuleError(
+                f"the referral rule (score {rule.get('score')!r}) was fitted with mc_dropout={str(fitted_mc).lower()}, "
+                f"but this run has mc_dropout={str(mc).lower()}: run it with --mc_dropout {str(fitted_mc).lower()} "
+                "to apply the rule"
+            )
+        scores = engine_uncertainty(engine, probs)
+        if rule["score"] not in scores:
+            raise ReferralRuleError(f"this run gives no uncertainty {rule['score']!r} (it gives {sorted(scores)})")
+        return scores[rule["score"]].double()
+
+    def _gather(self) -> tuple[list[str], torch.Tensor, dict[str, torch.Tensor], torch.Tensor | None]:
         probs = torch.cat(self._probs) if self._probs else torch.zeros(0, 0)
         uncertainty = {k: torch.cat(v) for k, v in self._uncertainty.items()}
+        referral = torch.cat(self._referral) if self._referral else None
         ids = self._ids
         if idist.get_world_size() > 1:
             ids = string_list_all_gather(ids)
             probs = evenly_divisible_all_gather(probs, concat=True)
             uncertainty = {k: evenly_divisible_all_gather(v, concat=True) for k, v in sorted(uncertainty.items())}
-        return ids, probs, uncertainty
+            if referral is not None:
+                referral = evenly_divisible_all_gather(referral, concat=True)
+        return ids, probs, uncertainty, referral
 
     def _header_and_rows(
-        self, ids: list[str], probs: torch.Tensor, uncertainty: dict[str, torch.Tensor]
+        self,
+        ids: list[str],
+        probs: torch.Tensor,
+        uncertainty: dict[str, torch.Tensor],
+        referral: torch.Tensor | None = None,
     ) -> tuple[list[str], list[list[str]]]:
         num_classes = probs.shape[1]
         names = self.class_names or [str(c) for c in range(num_classes)]
@@ -260,6 +297,11 @@ class PredictionCSVWriter(EpochHandler):
             [sample_id, names[c], *(format(v, self.float_format) for v in values)]
             for sample_id, c, values in zip(ids, predicted, table, strict=True)
         ]
+        if referral is not None and self.referral_rule is not None:
+            header += ["uncertainty", "refer"]
+            referred = refer(referral, self.referral_rule).tolist()
+            for row, u, r in zip(rows, referral.tolist(), referred, strict=True):
+                row += [repr(u), "1" if r else "0"]
         return header, rows
 
     def epoch_completed(self, engine: Engine) -> None:
@@ -267,7 +309,7 @@ class PredictionCSVWriter(EpochHandler):
         world_size = idist.get_world_size()
         if self.save_rank >= world_size:
             raise ValueError(f"save_rank={self.save_rank} but the run has only {world_size} processes")
-        ids, probs, uncertainty = self._gather()
+        ids, probs, uncertainty, referral = self._gather()
         if idist.get_rank() != self.save_rank:
             return
         if len(ids) != probs.shape[0]:
@@ -282,7 +324,7 @@ class PredictionCSVWriter(EpochHandler):
                 "AsDiscreted for probabilities",
                 stacklevel=2,
             )
-        header, rows = self._header_and_rows(ids, probs, uncertainty)
+        header, rows = self._header_and_rows(ids, probs, uncertainty, referral)
         self._check_not_overwriting()
         self.output_file.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.output_file.parent, prefix=f".{self.output_file.name}.", suffix=".tmp")
@@ -297,3 +339,10 @@ class PredictionCSVWriter(EpochHandler):
             raise
         self._written = True
         self.logger.info(f"wrote {len(rows)} predictions to {self.output_file}")
+        if referral is not None and self.referral_rule is not None:
+            count = int(refer(referral, self.referral_rule).sum())
+            self.logger.info(
+                f"referred {count} of {len(rows)} ({count / len(rows):.1%}) to a person: {self.referral_rule['score']} "
+                f"above {self.referral_rule['threshold']:.6g} (the rule fitted on validation referred "
+                f"{self.referral_rule.get('referred_fraction', float('nan')):.1%})"
+            )

@@ -36,7 +36,9 @@ from monai.utils import convert_to_dst_type, optional_import
 from torch import nn
 
 from monai_imbalance.inferers.prefix_reuse import DEFAULT_CACHE_LIMIT_BYTES, PrefixReuse, split_at_first_dropout
+from monai_imbalance.metrics.uncertainty import entropy
 from monai_imbalance.networks.dropout import mc_dropout_mode
+from monai_imbalance.transforms.temperature import check_temperature
 from monai_imbalance.workflow.switches import as_bool
 
 tqdm, has_tqdm = optional_import("tqdm", name="tqdm")
@@ -46,14 +48,6 @@ __all__ = ["MCDropoutInferer"]
 _ACTIVATIONS = ("softmax", "sigmoid")
 
 logger = logging.getLogger(__name__)
-
-
-def _entropy(probs: torch.Tensor, activation: str) -> torch.Tensor:
-    """Entropy in nats: softmax over channel dim 1 (keepdim, ``(B, 1, ...)``); sigmoid per element."""
-    if activation == "softmax":
-        return -torch.special.xlogy(probs, probs).sum(dim=1, keepdim=True)
-    q = 1.0 - probs
-    return -(torch.special.xlogy(probs, probs) + torch.special.xlogy(q, q))
 
 
 class MCDropoutInferer(Inferer):
@@ -105,6 +99,9 @@ class MCDropoutInferer(Inferer):
             off if Python side effects in ``forward`` matter. Memory: the distinct input samples (or
             sliding windows) of a call and their prefix outputs, at most :attr:`prefix_cache_limit_bytes`.
         progress: show a ``tqdm`` progress bar over the passes of every call.
+        temperature: divide the raw output of every pass by ``T`` before the activation (temperature scaling,
+            :mod:`monai_imbalance.transforms.temperature`); 1.0 leaves it as it is. The mean, variance and
+            uncertainties are then those of the calibrated passes.
 
     Example::
 
@@ -129,6 +126,7 @@ class MCDropoutInferer(Inferer):
         keep_samples: bool = False,
         reuse_prefix: bool = True,
         progress: bool = False,
+        temperature: float = 1.0,
     ) -> None:
         super().__init__()
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
@@ -156,12 +154,15 @@ class MCDropoutInferer(Inferer):
         if progress and not has_tqdm:
             raise ImportError("progress=True needs tqdm: pip install tqdm (or pass progress=False)")
         self.progress = progress
+        self.temperature = check_temperature(temperature)
         #: bound on the memory of remembered prefix outputs and their inputs in one call
         self.prefix_cache_limit_bytes = DEFAULT_CACHE_LIMIT_BYTES
         self.last_output: dict[str, torch.Tensor | None] | None = None
 
     def _activate(self, outputs: torch.Tensor) -> torch.Tensor:
         outputs = outputs.float()
+        if self.temperature != 1.0:
+            outputs = outputs / self.temperature
         if self.activation == "softmax":
             return torch.softmax(outputs, dim=1)
         if self.activation == "sigmoid":
@@ -251,7 +252,7 @@ class MCDropoutInferer(Inferer):
                         mean = mean + delta / count
                         m2 = m2 + delta * (probs - mean)
                     if self.activation is not None:
-                        h = _entropy(probs, self.activation)
+                        h = entropy(probs, activation=self.activation)
                         mean_entropy = h if mean_entropy is None else mean_entropy + (h - mean_entropy) / count
                     if keep:
                         samples.append(probs)
@@ -267,9 +268,9 @@ class MCDropoutInferer(Inferer):
             "samples": torch.stack(samples) if keep else None,
         }
         if self.activation is not None and mean_entropy is not None:
-            entropy = _entropy(mean, self.activation)
-            result["entropy"] = entropy
-            result["mutual_information"] = (entropy - mean_entropy).clamp_min(0.0)
+            predictive = entropy(mean, activation=self.activation)
+            result["entropy"] = predictive
+            result["mutual_information"] = (predictive - mean_entropy).clamp_min(0.0)
         if isinstance(inputs, MetaTensor):
             result["mean"] = convert_to_dst_type(mean, inputs, dtype=mean.dtype, device=device)[0]
         self.last_output = {k: (v.detach() if isinstance(v, torch.Tensor) else v) for k, v in result.items()}
