@@ -499,15 +499,37 @@ def _variant(val: np.ndarray, test: np.ndarray, temperature: float) -> Variant:
     return Variant(tp, ts, temperature, vp, vs)
 
 
+def package_temperature(logits: np.ndarray, y: np.ndarray) -> float | None:
+    """The package's ``fit_temperature`` (what the bundles' ``--calibrate temperature`` fits), if this tree has it."""
+    try:
+        from monai_imbalance.transforms import fit_temperature as fit
+    except ImportError:
+        return None
+    return fit(torch.as_tensor(logits, dtype=torch.float64), torch.as_tensor(y))
+
+
+#: largest |package T - benchmark T| seen (None: the package has no fit_temperature)
+TEMPERATURE_CHECK: dict[str, float | None] = {"max_abs_difference": None}
+
+
 def model_variants(d: Any) -> dict[str, Variant]:
+    """The four forms of a model; temperature as the bundles fit it (validation NLL of the deterministic logits,
+    the same T on every MC pass), plus ``mc_tsmc``: T fitted on the NLL of the mean of the validation MC passes."""
     yv = d["val_labels"].astype(np.int64)
-    t_det = fit_temperature(d["val_logits"].astype(np.float64), yv)
+    own = fit_temperature(d["val_logits"].astype(np.float64), yv)
+    t_det = package_temperature(d["val_logits"].astype(np.float64), yv)
+    if t_det is None:
+        t_det = own
+    else:
+        worst = TEMPERATURE_CHECK["max_abs_difference"] or 0.0
+        TEMPERATURE_CHECK["max_abs_difference"] = max(worst, abs(t_det - own) / t_det)
     t_mc = fit_temperature(d["val_mc_logits"].astype(np.float64), yv)
     return {
         "det": _variant(d["val_logits"], d["test_logits"], 1.0),
         "det_ts": _variant(d["val_logits"], d["test_logits"], t_det),
         "mc": _variant(d["val_mc_logits"], d["test_mc_logits"], 1.0),
-        "mc_ts": _variant(d["val_mc_logits"], d["test_mc_logits"], t_mc),
+        "mc_ts": _variant(d["val_mc_logits"], d["test_mc_logits"], t_det),
+        "mc_tsmc": _variant(d["val_mc_logits"], d["test_mc_logits"], t_mc),
     }
 
 
@@ -580,6 +602,7 @@ LOSS_LABELS = {"ce": "CE", "focal": "focal", "lmf_official": "LMF (official)"}
 PLACEMENT_LABELS = {"all": "after every dense layer", "head": "head only"}
 DATASET_LABELS = {"dermamnist": "DermaMNIST 28 px", "knee": "knee KL 64 px"}
 FORMS = {"det": "deterministic", "det_ts": "deterministic, temperature", "mc": "MC", "mc_ts": "MC, temperature"}
+#: forms of the repeatability table (mc_tsmc: see model_variants)
 
 
 @dataclass
@@ -674,18 +697,19 @@ def calibration_tables(models: dict[tuple[str, str, str], list[Model]]) -> str:
             f"#### {DATASET_LABELS[dataset]}: calibration (test split, mean ± SD over seeds {seeds})",
             "",
             "| dropout | loss | accuracy | macro-F1 | ECE | ECE, temperature (T) | class-wise ECE | class-wise ECE, "
-            "temperature | ECE, MC | ECE, MC + temperature (T) | class-wise ECE, MC | class-wise ECE, MC + temperature "
-            "| best epoch per seed |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+            "temperature | ECE, MC | ECE, MC + temperature | ECE, MC + T fitted on MC (T) | class-wise ECE, MC | "
+            "class-wise ECE, MC + temperature | best epoch per seed |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
         for (_, loss, placement), ms in rows:
             col = functools.partial(_col, ms)
             t_det = statistics.mean(m.variants["det_ts"].temperature for m in ms)
-            t_mc = statistics.mean(m.variants["mc_ts"].temperature for m in ms)
+            t_mc = statistics.mean(m.variants["mc_tsmc"].temperature for m in ms)
             lines.append(
                 f"| {PLACEMENT_LABELS[placement]} | {LOSS_LABELS[loss]} | {col('accuracy')} | {col('macro_f1')} | "
                 f"{col('det/ece')} | {col('det_ts/ece')} ({t_det:.2f}) | {col('det/classwise_ece')} | "
-                f"{col('det_ts/classwise_ece')} | {col('mc/ece')} | {col('mc_ts/ece')} ({t_mc:.2f}) | "
+                f"{col('det_ts/classwise_ece')} | {col('mc/ece')} | {col('mc_ts/ece')} | "
+                f"{col('mc_tsmc/ece')} ({t_mc:.2f}) | "
                 f"{col('mc/classwise_ece')} | {col('mc_ts/classwise_ece')} | "
                 f"{', '.join(str(m.meta['best_epoch']) for m in ms)} |"
             )
@@ -869,15 +893,25 @@ def analyse(args: argparse.Namespace) -> None:
         else "**the package's calibration / selective metrics were not in this tree: every figure comes from the "
         "benchmark's own numpy implementation** (`np_ece`, `np_classwise_ece`, `np_aurc`, `np_referral_f1`)"
     )
+    t_check = TEMPERATURE_CHECK["max_abs_difference"]
+    temperature = (
+        "one T per model, fitted on the validation logits by NLL with the package's "
+        f"`monai_imbalance.transforms.fit_temperature` (what `--calibrate temperature` fits; the benchmark's own "
+        f"golden-section fit agrees to a relative {t_check:.1e})"
+        if t_check is not None
+        else "one T per model fitted on the validation logits by NLL (**the benchmark's own golden-section fit**: "
+        "the package has no fit_temperature in this tree)"
+    )
     text = [
         f"Metrics: {backend}. ECE: {NUM_BINS} equal-width bins, top label; class-wise ECE: the same per class, "
         "unweighted mean over the classes; AURC: mean risk (error rate of the kept cases) over all coverages, ties "
         "averaged; referral at 20%: the 20% least certain test cases referred (exactly, by rank), macro-F1 of the "
         "rest; the last referral column fits the threshold on the validation split instead and applies it to the "
-        "test split. Temperature: one T per model fitted on the validation split by NLL (the benchmark's own "
-        "golden-section fit of log T); for MC, T divides the logits of every pass and is fitted on the NLL of the "
-        "mean of the passes' softmax. MC: the stored passes of MCDropoutInferer; mutual information = entropy of "
-        f"the mean - mean entropy of the passes. {args.n_boot} bootstrap replicates.",
+        f"test split. Temperature: {temperature}; 'MC + temperature' divides the logits of every pass by that T "
+        "(as the bundles' MCDropoutInferer(temperature=T)); 'MC + T fitted on MC' fits T on the validation NLL of "
+        "the mean of the passes' softmax instead (the benchmark's own fit). MC: the stored passes of "
+        "MCDropoutInferer; mutual information = entropy of the mean - mean entropy of the passes. "
+        f"{args.n_boot} bootstrap replicates.",
         "",
         calibration_tables(models),
         difference_tables(models),
