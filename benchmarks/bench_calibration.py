@@ -880,6 +880,30 @@ def repeatability_tables(models: dict[tuple[str, str, str], list[Model]], n_boot
     return "\n".join(lines) + "\n"
 
 
+def run_cost_table(models: dict[tuple[str, str, str], list[Model]]) -> str:
+    """The evaluation times recorded by stage 1: MC passes over one deterministic pass, validation + test splits."""
+    lines = [
+        "| data | dropout | models | MC passes | MC time / deterministic time, median (min-max) | training s per model "
+        "(median) |",
+        "|---|---|---:|---:|---|---:|",
+    ]
+    for dataset in LOSSES:
+        for placement in PLACEMENTS:
+            ms = [m for (d, _, p), group in models.items() if d == dataset and p == placement for m in group]
+            if not ms:
+                continue
+            ratios = []
+            for m in ms:
+                t = m.meta["timing"]
+                ratios.append((t["val_mc_s"] + t["test_mc_s"]) / (t["val_deterministic_s"] + t["test_deterministic_s"]))
+            lines.append(
+                f"| {DATASET_LABELS[dataset]} | {PLACEMENT_LABELS[placement]} | {len(ms)} | "
+                f"{ms[0].meta['job']['mc_samples']} | {statistics.median(ratios):.1f} ({min(ratios):.1f}-"
+                f"{max(ratios):.1f}) | {statistics.median(m.meta['train_s'] for m in ms):.0f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def analyse(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     models, check = load_models(args.cache, args.n_boot)
@@ -922,6 +946,7 @@ def analyse(args: argparse.Namespace) -> None:
             "",
             repeatability_tables(models, args.n_boot),
         ]
+    text += ["#### MC cost recorded in the grid run (wall clock, shared machine)", "", run_cost_table(models)]
     text.append(f"(analysis: {(time.perf_counter() - start) / 60:.1f} min)")
     out = "\n".join(text)
     print(out)
