@@ -39,7 +39,7 @@ dense layers, 0.36 M parameters; three blocks so that 28 px images fit without r
 in it as in DenseNet121 (20 dropout layers against 58), so the placement comparison keeps its structure; the
 absolute scores are those of a small network trained from scratch for a few epochs. Optimiser: Adam 1e-3, weight
 decay 1e-4, batch 64, ``--epochs-derma`` (4) / ``--epochs-knee`` (3) epochs, one torch thread per run; the
-knee models train on every ``--knee-train-every``-th (2nd) training image (2889 of 5778) to fit the CPU budget.
+knee models train on every ``--knee-train-every``-th (4th) training image (1445 of 5778) to fit the CPU budget.
 
 ``--stage cost`` measures the MC-dropout cost of each placement side by side in one process: the time of 50
 passes (``MCDropoutInferer(50, mc_batch_size=10)``, prefix reuse on, as the bundles) over the time of one
@@ -988,8 +988,8 @@ def main() -> None:
     parser.add_argument("--epochs-derma", type=int, default=4)
     parser.add_argument("--epochs-knee", type=int, default=3)
     parser.add_argument("--mc-samples", type=int, default=16)
-    parser.add_argument("--knee-test-every", type=int, default=3, help="every k-th test knee (the split is by grade)")
-    parser.add_argument("--knee-train-every", type=int, default=2, help="every k-th training knee image")
+    parser.add_argument("--knee-test-every", type=int, default=4, help="every k-th test knee (the split is by grade)")
+    parser.add_argument("--knee-train-every", type=int, default=4, help="every k-th training knee image")
     parser.add_argument("--max-items", type=int, default=None, help="at most this many items per split (smoke runs)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="torch threads of --stage cost")
