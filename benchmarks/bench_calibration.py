@@ -537,30 +537,36 @@ def model_variants(d: Any) -> dict[str, Variant]:
 SELECTIVE = (("det", "maxprob"), ("det", "entropy"), ("mc", "maxprob"), ("mc", "entropy"), ("mc", "mi"))
 
 
-def metrics_of(variants: dict[str, Variant], y: np.ndarray, yv: np.ndarray, idx: np.ndarray | None) -> dict[str, float]:
-    """Every scalar of a model on the test cases ``idx`` (None: all), numpy references."""
+def metrics_of(
+    variants: dict[str, Variant], y: np.ndarray, idx: np.ndarray | None = None, *, replicate: bool = False
+) -> dict[str, float]:
+    """Every scalar of a model on the test cases ``idx`` (None: all), numpy references; ``replicate``: only what
+    the tables of paired differences read (a bootstrap replicate)."""
     sel = slice(None) if idx is None else idx
     out: dict[str, float] = {}
     ys = y[sel]
     for name, v in variants.items():
+        if replicate and name not in ("det", "det_ts", "mc"):
+            continue
         p = v.probs[sel]
         out[f"{name}/ece"] = np_ece(p, ys)
         out[f"{name}/classwise_ece"] = np_classwise_ece(p, ys)
-        out[f"{name}/nll"] = np_nll(p, ys)
+        if not replicate:
+            out[f"{name}/nll"] = np_nll(p, ys)
     p = variants["det"].probs[sel]
     out["accuracy"] = float((p.argmax(1) == ys).mean())
     out["macro_f1"] = np_macro_f1(p.argmax(1), ys, p.shape[1])
-    out["mc/accuracy"] = float((variants["mc"].probs[sel].argmax(1) == ys).mean())
-    out["mc/macro_f1"] = np_macro_f1(variants["mc"].probs[sel].argmax(1), ys, p.shape[1])
     for name, score in SELECTIVE:
         v = variants[name]
         p, u = v.probs[sel], v.scores[score][sel]
         out[f"{name}/{score}/aurc"] = np_aurc(u, p.argmax(1) != ys)
+        if replicate and score == "entropy":
+            continue
         out[f"{name}/{score}/f1_at_20"] = np_referral_f1(p, ys, u, RATE)
-        # the threshold fitted on validation (20% of the validation cases referred), applied unchanged
-        t = np_threshold(v.val_scores[score], RATE)
-        out[f"{name}/{score}/f1_at_20_val"] = np_referral_f1(p, ys, u, RATE, threshold=t)
-        out[f"{name}/{score}/referred_val"] = float((u > t).mean())
+        if not replicate:  # the threshold fitted on validation (20% of its cases referred), applied unchanged
+            t = np_threshold(v.val_scores[score], RATE)
+            out[f"{name}/{score}/f1_at_20_val"] = np_referral_f1(p, ys, u, RATE, threshold=t)
+            out[f"{name}/{score}/referred_val"] = float((u > t).mean())
     return out
 
 
@@ -671,14 +677,13 @@ def load_models(cache: Path, n_boot: int) -> tuple[dict[tuple[str, str, str], li
                 if indices is None:
                     indices = bootstrap_indices(d, dataset, n_boot)
                 y = d["test_labels"].astype(np.int64)
-                yv = d["val_labels"].astype(np.int64)
                 variants = model_variants(d)
-                point = metrics_of(variants, y, yv, None)
+                point = metrics_of(variants, y)
                 worst = check_against_package(variants, y, point)
                 if worst is not None:
                     check["max_abs_difference"] = max(check["max_abs_difference"], worst)
-                reps = [metrics_of(variants, y, yv, idx) for idx in indices]
-                boot = {k: np.array([r[k] for r in reps]) for k in point}
+                reps = [metrics_of(variants, y, idx, replicate=True) for idx in indices]
+                boot = {k: np.array([r[k] for r in reps]) for k in reps[0]}
                 meta = json.loads(str(d["meta"]))
                 models.setdefault((dataset, loss, placement), []).append(
                     Model(dataset, loss, placement, seed, meta, d, variants, point, boot)
