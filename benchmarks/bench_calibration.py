@@ -614,7 +614,7 @@ def bootstrap_indices(d: Any, dataset: str, n_boot: int) -> list[np.ndarray]:
 
 LOSS_LABELS = {"ce": "CE", "focal": "focal", "lmf_official": "LMF (official)"}
 PLACEMENT_LABELS = {"all": "after every dense layer", "head": "head only"}
-DATASET_LABELS = {"dermamnist": "DermaMNIST 28 px", "knee": "knee KL 64 px"}
+DATASET_LABELS = {"dermamnist": "DermaMNIST 28 px", "knee": "knee KL 32 px"}
 FORMS = {"det": "deterministic", "det_ts": "deterministic, temperature", "mc": "MC", "mc_ts": "MC, temperature"}
 #: forms of the repeatability table (mc_tsmc: see model_variants)
 
