@@ -55,7 +55,7 @@ def test_temperature_and_referral_round_trip(tmp_path, shared_data):
     assert validation["referral_rule"]["referred_fraction"] == rule["referred_fraction"] == 7 / 28
     assert validation["referral_rule"]["accuracy"] == pytest.approx(rule["retained_accuracy"])
 
-    run = run_bundle_in_process(BUNDLE, ["train", "inference"], {**args, "overwrite": True})
+    run = run_bundle_in_process(BUNDLE, ["train", "inference"], {**args, "overwrite": True, "predict_test_split": True})
     with open(tmp_path / "eval" / "predictions.csv") as f:
         rows = list(csv.DictReader(f))
     assert {"uncertainty", "refer"} <= set(rows[0])
@@ -72,7 +72,7 @@ def test_temperature_and_referral_round_trip(tmp_path, shared_data):
     failed = run_bundle_in_process(
         BUNDLE,
         ["train", "inference"],
-        {**args, "overwrite": True, "mc_dropout": True, "mc_samples": 2},
+        {**args, "overwrite": True, "predict_test_split": True, "mc_dropout": True, "mc_samples": 2},
         expect_failure=True,
     )
     assert "error: the referral rule" in failed.stderr and "--mc_dropout false" in failed.stderr

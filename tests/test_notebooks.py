@@ -70,11 +70,12 @@ def test_readme_links_every_notebook() -> None:
         assert f"tutorials/{path.name}" in readme, f"README.md does not link {path.name}"
 
 
-NEEDED_FILE = {  # the data file each notebook reads (01 and 04 download DermaMNIST when it is missing)
+NEEDED_FILE = {  # the data file each notebook reads (01, 04 and 05 download DermaMNIST when it is missing)
     "01": "medmnist/dermamnist.npz",
     "02": "knee_kl/knee_kl_64_trainval.npz",
     "03": "dsb2018/dsb2018_256.npz",
     "04": "medmnist/dermamnist.npz",
+    "05": "medmnist/dermamnist.npz",
 }
 
 
