@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, ParamSpec, TypeVar
 
 __all__ = [
+    "DataDownloadError",
     "DataError",
     "DataNotFoundError",
     "OutputExistsError",
@@ -49,6 +50,11 @@ class DataError(UserError, ValueError):
 
 class DataNotFoundError(UserError, FileNotFoundError):
     """A data file or folder that was named does not exist."""
+
+
+class DataDownloadError(UserError, ConnectionError):
+    """A public data set could not be downloaded (offline, or the server failed); the message says how to provide a
+    local copy instead."""
 
 
 class OutputExistsError(UserError, FileExistsError):

@@ -13,6 +13,7 @@ import pytest
 
 from monai_imbalance.data import load_medmnist_datalists
 from monai_imbalance.data import medmnist as mm
+from monai_imbalance.errors import UserError
 
 
 def write_npz(path, labels: dict[str, list[int]], size: int = 8, **extra) -> None:
@@ -135,8 +136,9 @@ def test_download_with_wrong_md5_is_rejected(tmp_path, http_dir, monkeypatch):
 def test_download_failure_says_how_to_provide_a_copy(tmp_path, http_dir, monkeypatch):
     _, url = http_dir  # serves an empty directory: 404
     monkeypatch.setattr(mm, "MEDMNIST_BASE_URL", url)
-    with pytest.raises(ConnectionError, match="DATA_DIR"):
+    with pytest.raises(ConnectionError, match="DATA_DIR") as failure:
         load_medmnist_datalists(tmp_path, flag="dermamnist", download=True)
+    assert isinstance(failure.value, UserError)  # a bundle run ends in this one line, not a traceback
 
 
 def test_bad_npz_files(tmp_path):

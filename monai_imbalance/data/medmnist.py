@@ -39,6 +39,7 @@ import numpy as np
 from monai_imbalance.data.check import label_value_problem, non_finite_items, raise_problems
 from monai_imbalance.data.datalist import Datalists, resolve_dataset_dir, validate_datalist
 from monai_imbalance.data.formats import register_format
+from monai_imbalance.errors import DataDownloadError
 
 __all__ = [
     "MEDMNIST_BASE_URL",
@@ -294,12 +295,12 @@ def download_medmnist(flag: str, size: int = 28, directory: str | os.PathLike = 
     except Exception as e:
         if "hash check" in str(e).lower():
             raise RuntimeError(f"downloaded {url} but its md5 is not the official {md5}: {e}") from e
-        raise ConnectionError(
+        raise DataDownloadError(
             f"could not download MedMNIST {flag} ({size} px) from {url}: {type(e).__name__}: {e}. "
             + _how_to_provide(flag, size, None)
         ) from e
     if not target.is_file():
-        raise ConnectionError(f"download of {url} to {target} failed. " + _how_to_provide(flag, size, None))
+        raise DataDownloadError(f"download of {url} to {target} failed. " + _how_to_provide(flag, size, None))
     return target
 
 
