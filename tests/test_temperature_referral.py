@@ -137,7 +137,7 @@ def test_referral_selector_fits_the_rate_exactly_on_validation():
     z, labels = _logits(seed=2, n=200)
     probs = torch.softmax(z, dim=1).float()
     for rate in (0.1, 0.2, 0.35):
-        rule = ReferralSelector("unused.json", referral_rate=rate).fit(probs, labels)["referral_rule"]
+        rule = ReferralSelector("unused.json", referral_rate=rate).choose(probs, labels)["referral_rule"]
         u = max_probability_uncertainty(probs)[:, 0]
         assert int(refer(u, rule).sum()) == round(rate * 200)  # no ties: exactly the target
         assert rule["referred_fraction"] == pytest.approx(rate)
@@ -149,7 +149,7 @@ def test_referral_selector_target_accuracy_and_temperature():
     z, labels = _logits(seed=3, n=300)
     probs = torch.softmax(z, dim=1).float()
     selector = ReferralSelector("unused.json", calibrate="temperature", target_accuracy=0.8, uncertainty="entropy")
-    entries = selector.fit(probs, labels)
+    entries = selector.choose(probs, labels)
     t = entries["temperature"]["temperature"]
     assert t == pytest.approx(fit_temperature(probs, labels, probabilities=True))
     assert entries["temperature"]["nll_after"] <= entries["temperature"]["nll_before"]

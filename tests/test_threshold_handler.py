@@ -117,7 +117,7 @@ def test_binary_threshold_written_to_the_metrics_json(tmp_path, decollate):
         "num_samples": 30,
         "epoch": 3,
     }
-    assert selector.result == entry
+    assert selector.result == {"decision_threshold": entry}
 
 
 def test_threshold_kept_from_the_best_epoch_only(tmp_path):

@@ -21,6 +21,7 @@ from .uncertainty_report import (
     plot_reliability_diagram,
     plot_risk_coverage,
 )
+from .validation_fit import ValidationFitHandler
 
 __all__ = [
     "BalancedAccuracy",
@@ -42,6 +43,7 @@ __all__ = [
     "TensorBoardMetrics",
     "ThresholdSelector",
     "UncertaintyReportHandler",
+    "ValidationFitHandler",
     "engine_uncertainty",
     "image_uncertainty",
     "mc_dropout_uncertainty",

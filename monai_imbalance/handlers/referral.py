@@ -29,25 +29,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
-from monai.handlers import from_engine
-from monai.utils import CommonKeys, IgniteInfo, evenly_divisible_all_gather, min_version, optional_import
 
 from monai_imbalance.errors import UserError, check_choice
-from monai_imbalance.handlers.epoch_handler import EpochHandler
-from monai_imbalance.handlers.threshold import stack_samples
+from monai_imbalance.handlers.validation_fit import ValidationFitHandler
 from monai_imbalance.metrics.calibration import expected_calibration_error, negative_log_likelihood
-from monai_imbalance.metrics.classification import needs_probabilities_message, prediction_form
 from monai_imbalance.metrics.selective import accuracy_referral_threshold, referral_threshold
 from monai_imbalance.metrics.uncertainty import MC_ONLY_SCORES, UNCERTAINTY_SCORES, uncertainty_from_output
-from monai_imbalance.reporting import update_metrics_json
 from monai_imbalance.transforms.temperature import CALIBRATION_METHODS, fit_temperature, temperature_scale
-
-idist, _ = optional_import("ignite", IgniteInfo.OPT_IMPORT_VERSION, min_version, "distributed")
-if TYPE_CHECKING:
-    from ignite.engine import Engine
 
 __all__ = ["ReferralSelector", "ReferralSettingsError"]
 
@@ -69,7 +60,7 @@ def _optional_fraction(value: Any, name: str, *, upper_open: bool) -> float | No
     return value
 
 
-class ReferralSelector(EpochHandler):
+class ReferralSelector(ValidationFitHandler):
     """Fit the temperature and the referral threshold on each best validation epoch; write them to the metrics JSON.
 
     Args:
@@ -90,6 +81,9 @@ class ReferralSelector(EpochHandler):
     Attributes:
         result: the entries written last (``{"temperature": ..., "referral_rule": ...}``), ``None`` before.
     """
+
+    purpose = "temperature and referral"
+    min_classes = 2
 
     def __init__(
         self,
@@ -122,33 +116,23 @@ class ReferralSelector(EpochHandler):
                 f"--calibrate temperature and --threshold_method {threshold_method} together: the decision rule would "
                 "be chosen on probabilities the temperature then changes; use one of them"
             )
-        self.metrics_json = metrics_json
+        super().__init__(
+            metrics_json, output_transform=output_transform, only_on_best=only_on_best, save_rank=save_rank, name=name
+        )
         self.calibrate = calibrate
         self.uncertainty = uncertainty
-        self.output_transform = output_transform or from_engine([CommonKeys.PRED, CommonKeys.LABEL])
-        self.only_on_best = bool(only_on_best)
-        self.save_rank = int(save_rank)
-        self._init_logger(name)
-        self.result: dict[str, Any] | None = None
-        self._preds: list[torch.Tensor] = []
-        self._labels: list[torch.Tensor] = []
 
     @property
     def active(self) -> bool:
         """Whether there is anything to fit (a temperature or a referral rule)."""
         return self.calibrate != "none" or self.referral_rate is not None or self.target_accuracy is not None
 
-    def epoch_started(self, engine: Engine) -> None:
-        self._preds, self._labels = [], []
+    def fit(self, probs: torch.Tensor, labels: torch.Tensor, epoch: int) -> dict[str, Any]:
+        return {key: {**value, "epoch": epoch} for key, value in self.choose(probs, labels).items()}
 
-    def iteration_completed(self, engine: Engine) -> None:
-        preds, labels = self.output_transform(engine.state.output)
-        p, y = stack_samples(preds, labels)
-        self._preds.append(p)
-        self._labels.append(y)
-
-    def fit(self, probs: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
-        """The entries for ``(N, C)`` softmax probabilities and ``(N,)`` labels (what is written, without epoch)."""
+    def choose(self, probs: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
+        """The entries for ``(N, C)`` softmax probabilities and ``(N,)`` labels (what is written, without epoch):
+        ``"temperature"`` and / or ``"referral_rule"``."""
         entries: dict[str, Any] = {}
         temperature = 1.0
         if self.calibrate == "temperature":
@@ -185,25 +169,3 @@ class ReferralSelector(EpochHandler):
             "num_samples": len(labels),
         }
         return entries
-
-    def epoch_completed(self, engine: Engine) -> None:
-        if not self._preds or not self.active:
-            return
-        probs, labels = torch.cat(self._preds), torch.cat(self._labels)
-        if idist.get_world_size() > 1:
-            probs = evenly_divisible_all_gather(probs, concat=True)
-            labels = evenly_divisible_all_gather(labels, concat=True)
-        form = prediction_form(probs)
-        if form != "probabilities" or probs.shape[1] < 2:
-            raise ValueError(needs_probabilities_message(f"{type(self).__name__} (temperature and referral)", form))
-        has_key_metric = getattr(engine.state, "key_metric_name", None) is not None
-        is_best = not has_key_metric or getattr(engine.state, "best_metric_epoch", -1) == engine.state.epoch
-        if self.only_on_best and not is_best:
-            return
-        if idist.get_rank() != self.save_rank:
-            return
-        epoch = int(engine.state.epoch)
-        self.result = {key: {**value, "epoch": epoch} for key, value in self.fit(probs, labels).items()}
-        update_metrics_json(self.metrics_json, self.result)
-        for key, value in self.result.items():
-            self.logger.info(f"{key} written to {self.metrics_json}: {value}")
