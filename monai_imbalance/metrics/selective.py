@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import torch
@@ -235,6 +235,14 @@ def retained_mean(uncertainty: Any, values: Any, *, rates: Sequence[float] = REF
         ``{f"{rate:g}": {"rate", "referred_fraction", "num_retained", "threshold", "mean"}}``.
     """
     u, v = _check_scores(uncertainty, values, "values")
+    return _at_referral_rates(u, rates, lambda kept: {"mean": float(v[kept].mean())})
+
+
+def _at_referral_rates(
+    u: torch.Tensor, rates: Sequence[float], scores_of_kept: Callable[[torch.Tensor], dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """``{f"{rate:g}": {"rate", "referred_fraction", "num_retained", "threshold", **scores_of_kept(kept)}}``: each
+    rate's :func:`referral_threshold` of ``u`` and the ``(N,)`` mask of the cases it keeps."""
     table = {}
     for rate in rates:
         t = referral_threshold(u, rate=rate)
@@ -244,7 +252,7 @@ def retained_mean(uncertainty: Any, values: Any, *, rates: Sequence[float] = REF
             "referred_fraction": float((~kept).double().mean()),
             "num_retained": int(kept.sum()),
             "threshold": t,
-            "mean": float(v[kept].mean()),
+            **scores_of_kept(kept),
         }
     return table
 
@@ -302,18 +310,7 @@ def referral_table(
     u, _ = _check_scores(uncertainty)
     if u.shape[0] != labels.shape[0]:
         raise ValueError(f"uncertainty has {u.shape[0]} cases but y_pred has {labels.shape[0]}")
-    table = {}
-    for rate in rates:
-        t = referral_threshold(u, rate=rate)
-        kept = u <= t
-        table[f"{float(rate):g}"] = {
-            "rate": float(rate),
-            "referred_fraction": float((~kept).double().mean()),
-            "num_retained": int(kept.sum()),
-            "threshold": t,
-            **_kept_scores(predicted[kept], labels[kept], num_classes),
-        }
-    return table
+    return _at_referral_rates(u, rates, lambda kept: _kept_scores(predicted[kept], labels[kept], num_classes))
 
 
 def selective_report(
