@@ -62,6 +62,7 @@ def run_bundle(
     expect_failure: bool = False,
     nproc: int | None = None,
     timeout: float = 600,
+    command_module: str = "monai.bundle",
 ) -> subprocess.CompletedProcess:
     """Run ``configs`` of ``bundles/<bundle>`` with ``--key value`` overrides in a new interpreter; check the exit
     status. Use it where the command line itself is under test (one such run per bundle, and ``torchrun``);
@@ -74,9 +75,11 @@ def run_bundle(
         expect_failure: assert a non-zero exit instead of success.
         nproc: run under ``torchrun --nproc_per_node=nproc`` (Gloo on the CPU).
         timeout: seconds before the run is killed.
+        command_module: the module run with ``python -m``: MONAI's command line, or ``monai_imbalance.bundles``
+            (the same arguments, with one-line errors).
     """
     root, args = _bundle_args(bundle, configs, overrides)
-    module = ["-m", "monai.bundle", *args]
+    module = ["-m", command_module, *args]
     if nproc:  # torchrun, spelled so that it uses this interpreter
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *module]
     else:

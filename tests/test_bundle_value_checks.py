@@ -6,7 +6,7 @@ import errno
 import os
 
 import pytest
-from bundle_runner import quick_run_overrides, run_bundle_in_process, tiny_dermamnist_overrides
+from bundle_runner import quick_run_overrides, run_bundle, run_bundle_in_process, tiny_dermamnist_overrides
 
 from monai_imbalance.workflow import output_space
 
@@ -60,11 +60,43 @@ def test_a_missing_parent_key_names_the_closest_one(tmp_path, shared_data):
     """MONAI fails in the workflow's constructor; ``find_user_error`` (the error hook, this harness) explains it.
 
     A ``python -m monai.bundle run`` command fails before any config imports ``monai_imbalance``, so there the
-    hook is not installed yet and MONAI's own traceback remains (see the report of issue 19)."""
+    hook is not installed yet and MONAI's own traceback remains; ``python -m monai_imbalance.bundles run`` (below)
+    installs it first."""
     overrides = {**_knee(tmp_path, shared_data), "format_kwargs#knee_foldr#x": 1}
     line = _one_line_error(run_bundle_in_process(KNEE, ["train"], overrides, expect_failure=True))
     assert line.startswith("error: unknown override --format_kwargs#knee_foldr#x: 'format_kwargs' has no such entry")
     assert "did you mean --format_kwargs#knee_folders" in line
+
+
+def test_the_command_line_missing_parent_key_ends_in_one_line_with_the_package_command(tmp_path, shared_data):
+    """Issue 19: typed on the command line, the same mistake ended in MONAI's 46 lines. With
+    ``python -m monai_imbalance.bundles run`` (MONAI's command, the same arguments) it is one line; with
+    ``python -m monai.bundle run`` MONAI's traceback stays, and its middle names the closest key (the README says
+    so)."""
+    overrides = {**_knee(tmp_path, shared_data), "format_kwargs#knee_foldr#x": 1}
+    ours = run_bundle(KNEE, ["train"], overrides, expect_failure=True, command_module="monai_imbalance.bundles")
+    assert ours.returncode == 1
+    line = _one_line_error(ours)
+    assert line.startswith("error: unknown override --format_kwargs#knee_foldr#x: 'format_kwargs' has no such entry")
+    assert "did you mean --format_kwargs#knee_folders" in line
+    monais = run_bundle(KNEE, ["train"], overrides, expect_failure=True)
+    assert "did you mean 'knee_folders'?" in monais.stderr and "KeyError: 'query key: knee_foldr'" in monais.stderr
+    assert not (tmp_path / "models").exists()
+
+
+def test_the_package_command_runs_a_bundle_as_monai_does(tmp_path, shared_data):
+    """``python -m monai_imbalance.bundles run`` hands its arguments to MONAI unchanged: a run trains, and a
+    user error that the bundle's own checks find (a misspelt override) still ends in one line."""
+    run_bundle(KNEE, ["train"], _knee(tmp_path, shared_data), command_module="monai_imbalance.bundles")
+    assert (tmp_path / "models" / "model.pt").is_file() and (tmp_path / "models" / "model_settings.json").is_file()
+    typo = run_bundle(
+        KNEE,
+        ["train"],
+        _knee(tmp_path / "typo", shared_data, los_name="focal"),
+        expect_failure=True,
+        command_module="monai_imbalance.bundles",
+    )
+    assert _one_line_error(typo).startswith("error: unknown override --los_name")
 
 
 def test_an_empty_class_under_ldam_names_the_class(tmp_path, shared_data):

@@ -1,4 +1,8 @@
-"""Command line: ``python -m monai_imbalance.bundles list | export NAME DIR [--overwrite] | sync [--check]``."""
+"""Command line: ``python -m monai_imbalance.bundles list | export NAME DIR [--overwrite] | sync [--check] | run ...``.
+
+``run ...`` (and ``run_workflow ...``) is ``python -m monai.bundle run ...`` with the same arguments, except that every
+mistake the user can fix ends in one line (:func:`monai_imbalance.workflow.run_monai_bundle_command`).
+"""
 
 from __future__ import annotations
 
@@ -9,14 +13,23 @@ from pathlib import Path
 
 from monai_imbalance.bundles.export import export_bundle, stale_files, sync_bundles
 from monai_imbalance.bundles.render import bundle_names
+from monai_imbalance.workflow import run_monai_bundle_command
+
+_MONAI_COMMANDS = ("run", "run_workflow")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] and argv[0] in _MONAI_COMMANDS:
+        run_monai_bundle_command(argv)
+        return 0
     parser = argparse.ArgumentParser(
         prog="python -m monai_imbalance.bundles", description="The MONAI Bundles of monai-imbalance."
     )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="print the bundle names")
+    for name in _MONAI_COMMANDS:
+        commands.add_parser(name, help=f"python -m monai.bundle {name} ..., with one-line errors", add_help=False)
     export = commands.add_parser("export", help="write one bundle into a folder, ready to run")
     export.add_argument("name", help="the bundle name (see `list`)")
     export.add_argument("directory", type=Path, help="the bundle folder to write (new or empty)")

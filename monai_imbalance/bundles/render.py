@@ -219,7 +219,11 @@ def _with_allowed_values(readme: str, keys: set[str]) -> str:
 
     section = (
         "Allowed values of the numeric overrides (checked before any work: a value outside its range ends the run "
-        "in one line, `error: --<key> <value>: ...`):\n\n" + override_rules_markdown(keys) + "\n"
+        "in one line, `error: --<key> <value>: ...`):\n\n" + override_rules_markdown(keys) + "\n\n"
+        "A misspelt key ends in one line too, naming the closest existing one. MONAI's own command line applies a "
+        "nested override before any code of this bundle runs, so a misspelt *parent* (`--los_kwargs#gamma 3`) "
+        "ends there in MONAI's traceback, whose middle names the closest key; `python -m monai_imbalance.bundles "
+        "run ...` takes the same arguments as `python -m monai.bundle run ...` and ends it in one line as well.\n"
     )
     start = readme.find(f"\n{_OVERRIDES_HEADING}\n")
     if start < 0:

@@ -86,7 +86,13 @@ from .run_folder import (
 )
 from .run_lock import RUN_LOCK_NAME, RunLock, RunLockedError, acquire_run_lock
 from .run_settings import SETTINGS_KEY, record_run_settings, run_overrides
-from .user_errors import find_user_error, format_user_error, install_excepthook, install_for_bundle_runs
+from .user_errors import (
+    find_user_error,
+    format_user_error,
+    install_excepthook,
+    install_for_bundle_runs,
+    run_monai_bundle_command,
+)
 
 __all__ = [
     "BEST_CHECKPOINT_KEY",
@@ -169,6 +175,7 @@ __all__ = [
     "record_model_settings",
     "record_run_settings",
     "resume_checkpoint",
+    "run_monai_bundle_command",
     "run_overrides",
     "split_identity",
     "start_training_run",

@@ -11,6 +11,13 @@ with status 1. Any other exception (a bug) keeps the full traceback. Importing :
 installs it for ``python -m monai.bundle run`` commands (see :func:`install_for_bundle_runs`); ``torchrun``
 starts each worker that way too.
 
+One mistake fails before any code of this package runs: MONAI applies a run's overrides in
+``ConfigWorkflow.__init__``, before the config's ``imports`` are evaluated, so an override under a parent key
+that does not exist (``--format_kwargs#knee_foldr#x 1``) ends a ``python -m monai.bundle run`` command in MONAI's
+own 46-line traceback (its middle names the closest key: ``By 'knee_foldr', did you mean 'knee_folders'?``).
+:func:`run_monai_bundle_command` (``python -m monai_imbalance.bundles run ...``, the same arguments) installs the
+hook first and then runs MONAI's command line unchanged, so that mistake ends in one line too.
+
 Set ``MONAI_IMBALANCE_TRACEBACK=1`` to see the full traceback of a user error anyway.
 """
 
@@ -18,13 +25,21 @@ from __future__ import annotations
 
 import os
 import re
+import runpy
 import sys
+from collections.abc import Sequence
 from types import TracebackType
 
 from monai_imbalance.errors import UserError
 from monai_imbalance.workflow.overrides import bundle_command, explain_override_failure
 
-__all__ = ["find_user_error", "format_user_error", "install_excepthook", "install_for_bundle_runs"]
+__all__ = [
+    "find_user_error",
+    "format_user_error",
+    "install_excepthook",
+    "install_for_bundle_runs",
+    "run_monai_bundle_command",
+]
 
 
 def find_user_error(error: BaseException | None) -> UserError | None:
@@ -116,3 +131,19 @@ def install_for_bundle_runs() -> bool:
         return False
     install_excepthook()
     return True
+
+
+def run_monai_bundle_command(args: Sequence[str]) -> None:
+    """Run ``python -m monai.bundle <args>`` in this process with :func:`install_excepthook` installed first.
+
+    The arguments reach MONAI's command line (Fire) unchanged, ``sys.argv`` included, so the run is the one
+    ``python -m monai.bundle <args>`` would make (``torchrun -m monai_imbalance.bundles run ...`` too); only an
+    uncaught user error, including an override MONAI cannot apply, ends in ``error: <message>``.
+
+    Args:
+        args: the command's arguments after ``python -m monai.bundle``, e.g. ``["run", "--config_file",
+            "configs/train.yaml", "--loss_name", "focal"]``.
+    """
+    install_excepthook()
+    sys.argv = ["monai.bundle", *args]  # runpy replaces argv[0] with MONAI's __main__.py, as ``python -m`` does
+    runpy.run_module("monai.bundle", run_name="__main__", alter_sys=True)
