@@ -26,12 +26,13 @@ from bundle_runner import (
     quick_run_overrides,
     read_json,
     run_bundle_in_process,
+    run_command_in_process,
     tiny_dermamnist_overrides,
 )
 from PIL import Image
 
 from monai_imbalance.bundles import bundle_names
-from monai_imbalance.workflow import DATA_KEYS, MODEL_KEYS, MODEL_SETTINGS_FILE, SPLIT_IDS_FILE
+from monai_imbalance.workflow import DATA_KEYS, MODEL_KEYS, MODEL_SETTINGS_FILE, RUN_ARGS_FILE, SPLIT_IDS_FILE
 
 pytestmark = pytest.mark.e2e
 
@@ -178,6 +179,62 @@ def test_resume_refuses_another_loss_or_batch_size_before_writing(tmp_path, shar
     # what may change on resume: more epochs, no progress bar
     run_bundle_in_process(DERMA, ["train"], {**args, "num_epochs": 2, "resume": True, "progress_bar": True})
     assert read_json(tmp_path / "models" / MODEL_SETTINGS_FILE)["training"]["num_epochs"] == 2
+
+
+def test_resume_reads_the_run_from_the_folder_with_its_args_file(tmp_path, shared_data):
+    """DESIGN: resume reads the model folder instead of its own command line. ``--resume true`` alone (the config's
+    defaults) is refused, naming the command that resumes with the recorded run; that command, run from another
+    folder, trains on with the run's overrides, and a key given beside it (more epochs) holds for the next resume."""
+    args = tiny_dermamnist_overrides(tmp_path, shared_data, num_epochs=1, loss_name="focal")
+    run_bundle_in_process(DERMA, ["train"], {**args, "overwrite": True})
+    models = tmp_path / "models"
+    recorded = read_json(models / RUN_ARGS_FILE)
+    assert recorded["config_file"] == [str(BUNDLES / DERMA / "configs" / "train.yaml")]
+    assert recorded["loss_name"] == "focal" and recorded["ckpt_dir"] == str(models)
+    assert "overwrite" not in recorded and "resume" not in recorded  # never asks to replace a run
+
+    # the config's defaults would read another data folder: refused at once, naming what is missing
+    before = folder_state(tmp_path)
+    bare = {"ckpt_dir": str(models), "resume": True}
+    error = last_error(run_bundle_in_process(DERMA, ["train"], bare, expect_failure=True))
+    assert error.startswith(
+        f'error: cannot resume the run in {models}: it was started with --dataset_dir "{shared_data / "medmnist"}", '
+        "and this command does not give it; resume with the run's own settings: python -m monai.bundle run "
+        f"--args_file {models / RUN_ARGS_FILE} --resume true"
+    ), error
+    # every override repeated but one left out: the same; one given differently: the settings' refusal, with the hint
+    partial = {key: value for key, value in args.items() if key != "loss_name"}
+    error = last_error(run_bundle_in_process(DERMA, ["train"], {**partial, "resume": True}, expect_failure=True))
+    assert 'it was started with --loss_name "focal", and this command does not give it' in error
+    changed = {**args, "loss_name": "ce", "resume": True}
+    error = last_error(run_bundle_in_process(DERMA, ["train"], changed, expect_failure=True))
+    assert 'loss (--loss_name) was "focal", this command gives "ce"' in error
+    assert f"(python -m monai.bundle run --args_file {models / RUN_ARGS_FILE} --resume true)" in error
+    assert folder_state(tmp_path) == before  # nothing written
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    command = ["run", "--args_file", str(models / RUN_ARGS_FILE), "--resume", "true", "--num_epochs", "2"]
+    result = run_command_in_process(command, cwd=elsewhere)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (models / "last_checkpoint_epoch=2.pt").is_file()
+    settings = read_json(models / MODEL_SETTINGS_FILE)["training"]
+    assert settings["loss"] == "focal" and settings["num_epochs"] == 2
+    assert read_json(models / RUN_ARGS_FILE)["num_epochs"] == 2  # the next resume trains on from here
+
+
+def test_overwrite_keeps_the_new_runs_description_and_moves_the_old_one_aside(tmp_path, shared_data):
+    """The description was written before ``--overwrite true`` moved the earlier run aside, and went with it: the
+    new model folder had no ``model_settings.json`` (its evaluation fell back to the config's settings)."""
+    run_bundle_in_process(DERMA, ["train"], tiny_dermamnist_overrides(tmp_path, shared_data, num_epochs=1))
+    args = tiny_dermamnist_overrides(tmp_path, shared_data, num_epochs=1, image_size=48, overwrite=True)
+    run_bundle_in_process(DERMA, ["train"], args)
+    models = tmp_path / "models"
+    assert read_json(models / MODEL_SETTINGS_FILE)["model"]["image_size"] == 48
+    assert read_json(models / RUN_ARGS_FILE)["image_size"] == 48 and (models / SPLIT_IDS_FILE).is_file()
+    (replaced,) = tmp_path.glob("models.replaced-*")
+    assert read_json(replaced / MODEL_SETTINGS_FILE)["model"]["image_size"] == 32
+    assert read_json(replaced / RUN_ARGS_FILE)["image_size"] == 32
 
 
 def test_resume_refuses_grown_data(tmp_path, shared_data):

@@ -29,6 +29,7 @@ from monai_imbalance.workflow import (
     read_model_settings,
     read_split_ids,
     record_model_settings,
+    settings_of_run,
     split_identity,
 )
 
@@ -43,8 +44,11 @@ TRAINING = {"loss": "focal", "batch_size": 16, "num_epochs": 2, "dataset_dir": "
 
 
 def record(tmp_path, **changes):
-    settings = {"model": MODEL, "data": DATA, "training": TRAINING, "datalists": DATALISTS, **changes}
-    return record_model_settings(tmp_path, **settings)
+    """What a bundle's training does: the settings of the run (a resume checked), then the folder's files."""
+    arguments = {"model": MODEL, "data": DATA, "training": TRAINING, "datalists": DATALISTS, **changes}
+    settings = settings_of_run(tmp_path, **arguments)
+    record_model_settings(tmp_path, settings, datalists=arguments["datalists"])
+    return settings
 
 
 def test_the_lists_are_disjoint_and_documented():

@@ -36,6 +36,7 @@ from .model_settings import (
     read_model_settings,
     read_split_ids,
     record_model_settings,
+    settings_of_run,
     split_identity,
 )
 from .output_space import OutputFolderError, check_output_folders, state_bytes, training_checkpoint_bytes
@@ -58,6 +59,7 @@ from .overrides import (
     parse_override_value,
 )
 from .resume_state import ResumeState, randomizable_objects
+from .run_args import RUN_ARGS_FILE, ResumeCommandError, check_resume_command, write_run_args
 from .run_checks import (
     COUNT_BASED_LOSSES,
     CheckpointMismatchError,
@@ -107,6 +109,7 @@ __all__ = [
     "OVERRIDE_RULES",
     "RESUME_MAY_CHANGE",
     "RUNS_KEY",
+    "RUN_ARGS_FILE",
     "RUN_FILE_PATTERNS",
     "RUN_LOCK_NAME",
     "RUN_SWITCHES",
@@ -124,6 +127,7 @@ __all__ = [
     "ModelSettingsMismatchError",
     "OutputFolderError",
     "OverrideValueError",
+    "ResumeCommandError",
     "ResumeState",
     "RunFileNotFoundError",
     "RunLock",
@@ -145,6 +149,7 @@ __all__ = [
     "check_override_values",
     "check_overrides",
     "check_resume",
+    "check_resume_command",
     "checked_checkpoint",
     "default_device",
     "describe_checkpoint",
@@ -177,11 +182,13 @@ __all__ = [
     "resume_checkpoint",
     "run_monai_bundle_command",
     "run_overrides",
+    "settings_of_run",
     "split_identity",
     "start_training_run",
     "state_bytes",
     "trained_class_names",
     "training_checkpoint_bytes",
+    "write_run_args",
 ]
 
 install_for_bundle_runs()

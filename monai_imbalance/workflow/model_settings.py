@@ -1,11 +1,12 @@
 """The model folder describes its model: what training decided, written once, read by every later step.
 
-Training is the only step that decides. At its start (``initialize``, rank 0, after the data check) a bundle
-writes into its checkpoint folder::
+Training is the only step that decides. At its start (``initialize``, rank 0, after every check and after
+``--overwrite true`` moved the earlier run aside) a bundle writes into its checkpoint folder::
 
     <ckpt_dir>/model_settings.json   {"model": {...}, "data": {...}, "training": {...}, "format_version": 1,
                                       "monai_imbalance_version": "..."}
     <ckpt_dir>/split_ids.json        {"train": [sorted item ids], "val": [...], "test": [...]}
+    <ckpt_dir>/run_args.json         {"config_file": [absolute paths], "<override>": value, ...}
 
 and keeps the same settings inside every "last" checkpoint (entry ``"model_settings"``, see
 :class:`ModelSettingsEntry`). ``model.pt`` stays a bare ``state_dict`` (what ``monai.bundle ckpt_export`` and the
@@ -20,6 +21,8 @@ Model Zoo expect).
   count the training items it would score.
 - ``"training"``: the run's training settings (the bundle's ``run_settings``: loss, sampler, batch size, ...).
 
+``run_args.json`` is the run's command, for resuming it (:mod:`~monai_imbalance.workflow.run_args`).
+
 Who reads it:
 
 - **evaluation and inference** (:func:`model_setting`) take every key of ``"model"`` and ``"data"`` from the
@@ -27,8 +30,9 @@ Who reads it:
   a model-defining setting (:data:`MODEL_KEYS` less :data:`EVALUATION_MAY_DIFFER`), in one line naming the key
   and both values, and an evaluation whose data has other class names; :func:`check_evaluation_items` refuses
   to score items of the training split (with their count);
-- **resume** (:func:`record_model_settings` with ``resume_path``) compares the whole description with the
-  recorded one and refuses any difference but those of :data:`RESUME_MAY_CHANGE`, before anything is written.
+- **resume** (:func:`settings_of_run` with ``resume_path``) compares the whole description with the
+  recorded one and refuses any difference but those of :data:`RESUME_MAY_CHANGE`, before anything is written;
+  the refusal names the ``--args_file`` command that resumes with the recorded settings.
 
 A model folder written by monai-imbalance 0.2 has no ``model_settings.json``: its evaluation and inference fall
 back to the config's values and the command line's, with a warning saying how to proceed, and its resume is not
@@ -51,6 +55,7 @@ import torch
 from monai_imbalance.errors import UserError
 from monai_imbalance.reporting import to_jsonable
 from monai_imbalance.workflow.distributed import global_rank
+from monai_imbalance.workflow.run_args import resume_command_hint, write_run_args
 
 __all__ = [
     "DATA_KEYS",
@@ -71,6 +76,7 @@ __all__ = [
     "read_model_settings",
     "read_split_ids",
     "record_model_settings",
+    "settings_of_run",
     "split_identity",
 ]
 
@@ -528,8 +534,8 @@ def check_resume(
                 else:
                     change = f"split '{split}' has {new['count']} items as before, but other ones (ids differ)"
                 raise ModelSettingsMismatchError(
-                    f"cannot resume the run in {ckpt_dir}: its data changed ({change}); resume with the same data, "
-                    "or start afresh with --overwrite true (or another --ckpt_dir)"
+                    f"cannot resume the run in {ckpt_dir}: its data changed ({change}); resume with the same data"
+                    f"{resume_command_hint(ckpt_dir)}, or start afresh with --overwrite true (or another --ckpt_dir)"
                 )
         name = "the model's" if section == "model" else "the data's" if section == "data" else "the run's"
         flag = _FLAGS.get(key) if section == "training" else None
@@ -537,7 +543,8 @@ def check_resume(
         raise ModelSettingsMismatchError(
             f"cannot resume the run in {ckpt_dir}: {key} was {_show(before)}, this command gives {_show(now)} "
             f"({name} settings may not change on resume; only {', '.join(RESUME_MAY_CHANGE)} may); resume with the "
-            "run's settings, or start afresh with --overwrite true (or another --ckpt_dir)"
+            f"run's settings{resume_command_hint(ckpt_dir)}, or start afresh with --overwrite true (or another "
+            "--ckpt_dir)"
         )
 
 
@@ -547,7 +554,7 @@ def _settings_in_checkpoint(path: str | os.PathLike) -> dict[str, Any] | None:
     return dict(entry) if isinstance(entry, Mapping) and entry else None
 
 
-def record_model_settings(
+def settings_of_run(
     ckpt_dir: str | os.PathLike,
     *,
     model: Mapping[str, Any],
@@ -556,7 +563,10 @@ def record_model_settings(
     datalists: Mapping[str, Iterable[Mapping[str, Any]]] | None = None,
     resume_path: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
-    """Write ``model_settings.json`` and ``split_ids.json`` into ``ckpt_dir`` (rank 0), after checking a resume.
+    """The settings a training run records (the content of ``model_settings.json``), after checking a resume.
+
+    Nothing is written: :func:`record_model_settings` writes them once the earlier run of the folder has been
+    moved aside (``--overwrite true``), so that they are never moved away with it.
 
     With ``resume_path`` (the "last" checkpoint being resumed) the settings are first compared with the recorded
     ones (the folder's file, else the checkpoint's ``"model_settings"`` entry; a 0.2 run has neither and is resumed
@@ -576,12 +586,28 @@ def record_model_settings(
         else:
             match = _EPOCH.search(str(resume_path))
             check_resume(recorded, settings, ckpt_dir=ckpt_dir, resumed_epoch=int(match.group(1)) if match else None)
-    if global_rank() == 0:
-        folder = Path(ckpt_dir)
-        if datalists is not None:
-            _write_json(folder / SPLIT_IDS_FILE, {str(split): item_ids(items) for split, items in datalists.items()})
-        _write_json(folder / MODEL_SETTINGS_FILE, settings)
     return settings
+
+
+def record_model_settings(
+    ckpt_dir: str | os.PathLike,
+    settings: Mapping[str, Any],
+    *,
+    datalists: Mapping[str, Iterable[Mapping[str, Any]]] | None = None,
+) -> None:
+    """Write ``settings`` (:func:`settings_of_run`) as ``model_settings.json``, the ids of ``datalists`` as
+    ``split_ids.json`` and, in a bundle run, its command as ``run_args.json`` into ``ckpt_dir`` (rank 0 only).
+
+    A resumed run writes them anew: its changes (``--num_epochs``, a moved ``--dataset_dir``) hold for the next
+    resume too.
+    """
+    if global_rank() != 0:
+        return
+    folder = Path(ckpt_dir)
+    if datalists is not None:
+        _write_json(folder / SPLIT_IDS_FILE, {str(split): item_ids(items) for split, items in datalists.items()})
+    _write_json(folder / MODEL_SETTINGS_FILE, dict(settings))
+    write_run_args(folder)
 
 
 class ModelSettingsEntry:

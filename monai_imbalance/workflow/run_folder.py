@@ -77,6 +77,7 @@ RUN_FILE_PATTERNS: tuple[str, ...] = (
     "metrics.json",
     "model_settings.json",
     "split_ids.json",
+    "run_args.json",
     "*.png",
     "tmp*",
     ".*.tmp",
