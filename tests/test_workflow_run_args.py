@@ -85,7 +85,7 @@ def _record(models, config_file, overrides):
         ({"loss_name": "lmf"}, {}, None),  # left out, but the config's own value is the same
         ({"dataset_dir": "/data/x"}, {}, '--dataset_dir "/data/x"'),  # the default is an expression
         ({"dataset_dir": "/data/x"}, {"dataset_dir": "/data/moved"}, None),  # given (anew): checked later
-        ({"loss_kwargs#gamma": 3}, {}, '--loss_kwargs#gamma 3'),  # a nested key
+        ({"loss_kwargs#gamma": 3}, {}, "--loss_kwargs#gamma 3"),  # a nested key
         ({"loss_kwargs#gamma": 2.0}, {}, None),
         ({"num_epochs": 5}, {}, "--num_epochs 5"),  # not in this config at all
     ],
