@@ -129,3 +129,18 @@ def test_a_read_only_output_folder_stops_evaluation_before_it_starts(tmp_path, s
     assert line.startswith(f"error: --output_dir {tmp_path / 'eval'}: cannot write in") and "Read-only" in line
     assert "SupervisedEvaluator" not in result.stdout  # stopped before the first image was evaluated
     assert not (tmp_path / "eval" / "metrics.json").exists()
+
+
+def test_the_package_command_explains_itself_and_needs_a_config(capsys):
+    """``python -m monai_imbalance.bundles run`` without a config, or with ``--help``: MONAI's command ends both in a
+    ``TypeError`` traceback (``ConfigWorkflow`` misses ``config_file``)."""
+    from monai_imbalance.bundles.__main__ import main
+
+    assert main(["run"]) == 2
+    assert capsys.readouterr().err == "error: run needs --config_file (e.g. configs/train.yaml) or --args_file\n"
+    assert main(["run", "--loss_name", "focal"]) == 2
+    capsys.readouterr()
+    assert main(["run", "--help"]) == 0
+    shown = capsys.readouterr().out
+    assert shown.startswith("usage: python -m monai_imbalance.bundles run --config_file FILE")
+    assert "--args_file <ckpt_dir>/run_args.json --resume true" in shown

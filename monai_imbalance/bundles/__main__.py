@@ -18,11 +18,30 @@ from monai_imbalance.workflow import run_monai_bundle_command
 _MONAI_COMMANDS = ("run", "run_workflow")
 
 
+_RUN_USAGE = """usage: python -m monai_imbalance.bundles run --config_file FILE [--key value ...]
+       python -m monai_imbalance.bundles run --args_file <ckpt_dir>/run_args.json --resume true
+
+The arguments of `python -m monai.bundle run` (MONAI's docs), run by MONAI unchanged; a mistake you can fix,
+including a misspelt parent of a nested override (--los_kwargs#gamma 3), ends in one line `error: ...`.
+"""
+
+
+def _run_monai_command(argv: list[str]) -> int:
+    names = {arg.split("=")[0] for arg in argv[1:]}
+    if names & {"-h", "--help"}:
+        print(_RUN_USAGE)
+        return 0
+    if argv[0] == "run" and not names & {"--config_file", "--args_file"}:
+        sys.stderr.write("error: run needs --config_file (e.g. configs/train.yaml) or --args_file\n")
+        return 2
+    run_monai_bundle_command(argv)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] and argv[0] in _MONAI_COMMANDS:
-        run_monai_bundle_command(argv)
-        return 0
+        return _run_monai_command(argv)
     parser = argparse.ArgumentParser(
         prog="python -m monai_imbalance.bundles", description="The MONAI Bundles of monai-imbalance."
     )
