@@ -140,7 +140,7 @@ def _isolated_process_state(root: Path, argv: list[str]) -> Iterator[tuple[io.St
     try:
         for handler, stream in moved:
             is_stderr = stream in (sys.stderr, sys.__stderr__) or getattr(stream, "name", None) == "<stderr>"
-            handler.setStream(stderr if is_stderr else stdout)
+            _set_stream(handler, stderr if is_stderr else stdout)
         os.chdir(root)
         sys.argv = argv
         torch.set_num_threads(1)
@@ -149,7 +149,7 @@ def _isolated_process_state(root: Path, argv: list[str]) -> Iterator[tuple[io.St
             yield stdout, stderr
     finally:
         for handler, stream in moved:
-            handler.setStream(stream)
+            _set_stream(handler, stream)
         os.chdir(saved["cwd"])
         sys.argv = saved["argv"]
         if dict(os.environ) != saved["environ"]:
@@ -171,6 +171,15 @@ def _isolated_process_state(root: Path, argv: list[str]) -> Iterator[tuple[io.St
         random.setstate(python_rng)
         np.random.set_state(numpy_rng)  # noqa: NPY002
         torch.set_rng_state(torch_rng)
+
+
+def _set_stream(handler: logging.StreamHandler, stream: Any) -> None:
+    """``handler.setStream(stream)``, except that a closed current stream (the captured output of an earlier test,
+    which such a handler may still hold) is not flushed: ``setStream`` would raise ``ValueError`` on it."""
+    if getattr(handler.stream, "closed", False):
+        handler.stream = stream
+    else:
+        handler.setStream(stream)
 
 
 def _parse_run_args(args: Sequence[str]) -> dict[str, Any]:
