@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 
 import pytest
 from bundle_runner import quick_run_overrides, run_bundle, run_bundle_in_process, tiny_dermamnist_overrides
@@ -144,3 +145,21 @@ def test_the_package_command_explains_itself_and_needs_a_config(capsys):
     shown = capsys.readouterr().out
     assert shown.startswith("usage: python -m monai_imbalance.bundles run --config_file FILE")
     assert "--args_file <ckpt_dir>/run_args.json --resume true" in shown
+
+
+def test_the_package_command_names_a_missing_config_or_args_file(tmp_path, monkeypatch):
+    """MONAI ends a misspelt ``--config_file`` / ``--args_file`` in a ``FileNotFoundError`` traceback."""
+    from monai_imbalance.workflow import run_monai_bundle_command
+    from monai_imbalance.workflow.run_folder import RunFileNotFoundError
+
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # the command installs its hook: restored afterwards
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "train.yaml").write_text("a: 1\n")
+    for args, named in (
+        (["--config_file", "configs/trian.yaml"], "--config_file configs/trian.yaml"),
+        (["--config_file", "['configs/train.yaml','configs/evalute.yaml']"], "--config_file configs/evalute.yaml"),
+        (["--args_file", "models/run_args.json", "--resume", "true"], "--args_file models/run_args.json"),
+    ):
+        with pytest.raises(RunFileNotFoundError, match=f"^{named}: no such file"):
+            run_monai_bundle_command(["run", *args])

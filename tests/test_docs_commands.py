@@ -7,6 +7,8 @@ What the test changes in a command, and nothing else:
   ``--input_dir`` of an inference command becomes a folder of two new pictures;
 - tiny-run settings (:data:`TINY_SETTINGS`: one epoch, a small network, small images, few items, few MC passes)
   are appended, each only where the command's configs have that key (the bundles refuse unknown overrides);
+- a command with ``--args_file`` (a run's own ``run_args.json``) gets nothing appended: the file holds the settings
+  of the run it repeats;
 - ``python -m monai_imbalance.compare`` runs only the first of its ``--seeds`` (further seeds repeat the same
   command) and ``compare table`` only that seed's checkpoints.
 
@@ -31,7 +33,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bundle_runner import BUNDLES, REPO_ROOT, _isolated_process_state, run_bundle_in_process
+from bundle_runner import (
+    BUNDLES,
+    REPO_ROOT,
+    _check_status,
+    _isolated_process_state,
+    run_bundle_in_process,
+    run_command_in_process,
+)
 from fundus_bundle_helpers import write_fundus_tree
 from monai.bundle import ConfigParser
 from PIL import Image
@@ -226,6 +235,10 @@ def run_bundle_command(args: list[str], bundle_dir: Path) -> str:
     """``python -m monai.bundle run <args>`` from ``bundle_dir``, in this process, with the tiny settings."""
     assert args[0] == "run" and len(args) % 2 == 1, f"expected run --key value ...: {args}"
     pairs = dict(zip(args[1::2], args[2::2], strict=True))
+    if "--config_file" not in pairs:  # --args_file <ckpt_dir>/run_args.json: a run's own command, tiny settings and all
+        result = run_command_in_process(args, cwd=bundle_dir)
+        _check_status(result, expect_failure=False)
+        return result.stdout + result.stderr
     configs = _config_names(pairs.pop("--config_file"))
     overrides = {key.removeprefix("--"): value for key, value in pairs.items()}
     overrides.update(_settings_for(bundle_dir, configs, set(overrides)))

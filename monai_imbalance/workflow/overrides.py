@@ -55,6 +55,7 @@ __all__ = [
     "bundle_run_in_process",
     "check_override_keys",
     "check_overrides",
+    "command_line_flags",
     "explain_override_failure",
     "parse_override_value",
 ]
@@ -100,7 +101,7 @@ def parse_override_value(text: str) -> Any:
     return DefaultParseValue(text)
 
 
-def _flags(tokens: Sequence[str]) -> dict[str, Any]:
+def command_line_flags(tokens: Sequence[str]) -> dict[str, Any]:
     """``--key value``, ``--key=value`` and bare ``--flag`` (True) pairs of a Fire command line, in order."""
     flags: dict[str, Any] = {}
     i = 0
@@ -224,7 +225,7 @@ def bundle_command(argv: Sequence[str] | None = None) -> tuple[Any, dict[str, An
         return None
     if argv[1] not in ("run", "run_workflow"):
         return None
-    flags = _flags(argv[2:])
+    flags = command_line_flags(argv[2:])
     args: dict[str, Any] = {}
     if flags.get("args_file"):
         args.update(ConfigParser.load_config_file(str(flags["args_file"])))

@@ -28,10 +28,12 @@ import re
 import runpy
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from types import TracebackType
 
 from monai_imbalance.errors import UserError
-from monai_imbalance.workflow.overrides import bundle_command, explain_override_failure
+from monai_imbalance.workflow.overrides import bundle_command, command_line_flags, explain_override_failure
+from monai_imbalance.workflow.run_folder import RunFileNotFoundError
 
 __all__ = [
     "find_user_error",
@@ -143,7 +145,21 @@ def run_monai_bundle_command(args: Sequence[str]) -> None:
     Args:
         args: the command's arguments after ``python -m monai.bundle``, e.g. ``["run", "--config_file",
             "configs/train.yaml", "--loss_name", "focal"]``.
+
+    Raises:
+        RunFileNotFoundError: ``--config_file``, ``--args_file``, ``--meta_file`` or ``--logging_file`` names no
+            file (MONAI ends that in a ``FileNotFoundError`` traceback); one line through the hook.
     """
     install_excepthook()
+    _check_run_files(args[1:])
     sys.argv = ["monai.bundle", *args]  # runpy replaces argv[0] with MONAI's __main__.py, as ``python -m`` does
     runpy.run_module("monai.bundle", run_name="__main__", alter_sys=True)
+
+
+def _check_run_files(args: Sequence[str]) -> None:
+    flags = command_line_flags(args)
+    for key in ("config_file", "args_file", "meta_file", "logging_file"):
+        value = flags.get(key)
+        for file in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(file, str) and not Path(file).is_file():
+                raise RunFileNotFoundError(f"--{key} {file}: no such file (relative paths start in {Path.cwd()})")
