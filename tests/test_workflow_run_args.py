@@ -38,14 +38,19 @@ def config_file(tmp_path):
 def test_the_content_has_absolute_config_files_and_no_run_switches(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     overrides = {"loss_name": "focal", "resume": "true", "overwrite": True, "split_fractions": {"train": 0.6}}
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "train.yaml").write_text(yaml.safe_dump(CONFIG))
     content = _run_args("configs/train.yaml", overrides)
     assert content == {
         "config_file": [str(tmp_path / "configs" / "train.yaml")],
         "loss_name": "focal",
         "split_fractions": {"train": 0.6},
+        "bundle_root": str(tmp_path),  # the config's "." is where training ran: absolute, for a resume elsewhere
     }
-    two = _run_args(["a.yaml", "/x/b.yaml"], {})
-    assert two == {"config_file": [os.path.join(str(tmp_path), "a.yaml"), "/x/b.yaml"]}
+    given = _run_args("configs/train.yaml", {"bundle_root": "runs/a"})
+    assert given["bundle_root"] == str(tmp_path / "runs" / "a")
+    (tmp_path / "b.yaml").write_text("a: 1\n")  # a config without bundle_root: nothing added
+    assert _run_args(["b.yaml"], {}) == {"config_file": [os.path.join(str(tmp_path), "b.yaml")]}
 
 
 def test_written_only_in_a_bundle_run_and_read_back_by_monai_args_file(tmp_path, config_file):
@@ -55,7 +60,8 @@ def test_written_only_in_a_bundle_run_and_read_back_by_monai_args_file(tmp_path,
     with bundle_run_in_process(str(config_file), {"loss_name": "focal", "overwrite": "true"}):
         path = write_run_args(models)
     assert path == models / RUN_ARGS_FILE
-    assert json.loads(path.read_text()) == {"config_file": [str(config_file)], "loss_name": "focal"}
+    recorded = json.loads(path.read_text())
+    assert recorded == {"config_file": [str(config_file)], "loss_name": "focal", "bundle_root": os.path.abspath(".")}
     from monai.bundle.scripts import update_kwargs
 
     # MONAI's --args_file reading: the file's values, replaced by the command line's
@@ -88,6 +94,7 @@ def _record(models, config_file, overrides):
         ({"loss_kwargs#gamma": 3}, {}, "--loss_kwargs#gamma 3"),  # a nested key
         ({"loss_kwargs#gamma": 2.0}, {}, None),
         ({"num_epochs": 5}, {}, "--num_epochs 5"),  # not in this config at all
+        ({}, {}, None),  # bundle_root: the config's ".", recorded absolute, is this same folder
     ],
 )
 def test_a_resume_command_must_carry_the_runs_overrides(tmp_path, config_file, recorded, resume_overrides, refused):
@@ -104,6 +111,23 @@ def test_a_resume_command_must_carry_the_runs_overrides(tmp_path, config_file, r
     assert message.startswith(f"cannot resume the run in {models}: it was started with {refused}, and this command")
     assert f"python -m monai.bundle run --args_file {models / RUN_ARGS_FILE} --resume true" in message
     assert isinstance(caught.value, UserError) and isinstance(caught.value, ValueError)
+
+
+def test_a_resume_elsewhere_needs_the_runs_bundle_root(tmp_path, config_file, monkeypatch):
+    """Trained from one folder (the config's ``bundle_root: .``), resumed from another: refused without the run's
+    folder; the --args_file command gives it."""
+    models = tmp_path / "models"
+    models.mkdir()
+    monkeypatch.chdir(tmp_path)
+    _record(models, config_file, {})
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    with bundle_run_in_process(str(config_file), {"resume": "true"}), pytest.raises(ResumeCommandError) as caught:
+        check_resume_command(models)
+    assert f'started with --bundle_root "{tmp_path}"' in str(caught.value)
+    with bundle_run_in_process(str(config_file), {"resume": "true", "bundle_root": str(tmp_path)}):
+        check_resume_command(models)
 
 
 def test_nothing_to_check_without_the_file_or_outside_a_run(tmp_path, config_file):

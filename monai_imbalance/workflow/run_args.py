@@ -7,7 +7,8 @@ writes, beside ``model_settings.json``::
 
     <ckpt_dir>/run_args.json    {"config_file": [absolute paths], "<override>": value, ...}
 
-(not ``--resume`` / ``--overwrite``: the file never asks to replace a run), and
+(not ``--resume`` / ``--overwrite``: the file never asks to replace a run; ``bundle_root`` absolute, given or not),
+and
 
     python -m monai.bundle run --args_file <ckpt_dir>/run_args.json --resume true [--num_epochs 80]
 
@@ -41,18 +42,35 @@ __all__ = ["RUN_ARGS_FILE", "ResumeCommandError", "check_resume_command", "resum
 RUN_ARGS_FILE = "run_args.json"
 """The run's config files and overrides in its checkpoint folder, in the form of MONAI's ``--args_file``."""
 
+_BUNDLE_ROOT = "bundle_root"  # the bundles' root of their default folders (``.`` in their configs)
+
 
 class ResumeCommandError(UserError, ValueError):
     """A ``--resume true`` command leaves out an override that the run it resumes was started with."""
 
 
+def _plain_value(config: ConfigParser, key: str) -> Any:
+    """The config's own value of ``key`` (``a#b`` for nested ones), or ``None`` when it has none or it is an
+    expression or a reference, whose value depends on other settings."""
+    value = config.get(key.replace("#", "::"), default=None)
+    return None if isinstance(value, str) and value.startswith(("$", "@", "%")) else value
+
+
 def _run_args(config_file: Any, overrides: Mapping[str, Any]) -> dict[str, Any]:
     """The content of :data:`RUN_ARGS_FILE` for a run of ``config_file`` with ``overrides``: the config files as
     absolute paths (the resume may start in another folder), the overrides as MONAI received them (Fire's parsing:
-    ``'true'`` stays a string, the bundles read it alike), the run-folder switches left out."""
+    ``'true'`` stays a string, the bundles read it alike), the run-folder switches left out. ``bundle_root`` (the
+    override, else the config's ``.``: the folder training ran in) is recorded as an absolute path, so that the
+    default output and data folders it roots stay the same wherever the resume starts."""
     files = [config_file] if isinstance(config_file, (str, os.PathLike)) else list(config_file or ())
     kept = {str(key): value for key, value in overrides.items() if key not in RUN_SWITCHES}
-    return {"config_file": [os.path.abspath(f) for f in files], **to_jsonable(kept)}
+    content = {"config_file": [os.path.abspath(f) for f in files], **to_jsonable(kept)}
+    root = content.get(_BUNDLE_ROOT)
+    if root is None and files:
+        root = _plain_value(ConfigParser(ConfigParser.load_config_files(files)), _BUNDLE_ROOT)
+    if isinstance(root, str) and not root.startswith(("$", "@", "%")):
+        content[_BUNDLE_ROOT] = os.path.abspath(root)
+    return content
 
 
 def write_run_args(ckpt_dir: str | os.PathLike) -> Path | None:
@@ -103,9 +121,9 @@ def check_resume_command(ckpt_dir: str | os.PathLike) -> None:
     for key, value in recorded.items():
         if key in overrides:
             continue
-        default = config.get(key.replace("#", "::"), default=None)
-        if isinstance(default, str) and default.startswith(("$", "@", "%")):
-            default = None  # an expression: its value depends on other settings
+        default = _plain_value(config, key)
+        if key == _BUNDLE_ROOT and isinstance(default, str):
+            default = os.path.abspath(default)  # recorded absolute (see _run_args)
         if default is not None and _same_value(default, value):
             continue
         raise ResumeCommandError(
