@@ -7,7 +7,7 @@ import os
 import sys
 
 import pytest
-from bundle_runner import quick_run_overrides, run_bundle, run_bundle_in_process, tiny_dermamnist_overrides
+from bundle_runner import BUNDLES, quick_run_overrides, run_bundle, run_bundle_in_process, tiny_dermamnist_overrides
 
 from monai_imbalance.workflow import output_space
 
@@ -80,24 +80,20 @@ def test_the_command_line_missing_parent_key_ends_in_one_line_with_the_package_c
     line = _one_line_error(ours)
     assert line.startswith("error: unknown override --format_kwargs#knee_foldr#x: 'format_kwargs' has no such entry")
     assert "did you mean --format_kwargs#knee_folders" in line
-    monais = run_bundle(KNEE, ["train"], overrides, expect_failure=True)
-    assert "did you mean 'knee_folders'?" in monais.stderr and "KeyError: 'query key: knee_foldr'" in monais.stderr
     assert not (tmp_path / "models").exists()
+    # MONAI's own failure, as `python -m monai.bundle run` prints it (the workflow is built the same way)
+    from monai.bundle import ConfigWorkflow
+
+    with pytest.raises(KeyError, match="query key: knee_foldr") as caught:
+        ConfigWorkflow(config_file=str(BUNDLES / KNEE / "configs" / "train.yaml"), logging_file=False, **overrides)
+    assert "did you mean 'knee_folders'?" in str(caught.value.__cause__)
 
 
 def test_the_package_command_runs_a_bundle_as_monai_does(tmp_path, shared_data):
-    """``python -m monai_imbalance.bundles run`` hands its arguments to MONAI unchanged: a run trains, and a
-    user error that the bundle's own checks find (a misspelt override) still ends in one line."""
+    """``python -m monai_imbalance.bundles run`` hands its arguments to MONAI unchanged: a run trains as
+    ``python -m monai.bundle run`` would (its errors: the test above)."""
     run_bundle(KNEE, ["train"], _knee(tmp_path, shared_data), command_module="monai_imbalance.bundles")
     assert (tmp_path / "models" / "model.pt").is_file() and (tmp_path / "models" / "model_settings.json").is_file()
-    typo = run_bundle(
-        KNEE,
-        ["train"],
-        _knee(tmp_path / "typo", shared_data, los_name="focal"),
-        expect_failure=True,
-        command_module="monai_imbalance.bundles",
-    )
-    assert _one_line_error(typo).startswith("error: unknown override --los_name")
 
 
 def test_an_empty_class_under_ldam_names_the_class(tmp_path, shared_data):
