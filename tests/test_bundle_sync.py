@@ -63,3 +63,25 @@ def test_export_refuses_a_non_empty_folder_unless_overwrite(tmp_path):
     assert (target / "configs" / "train.yaml").read_text() == render_bundle("glaucoma_classification")[
         "configs/train.yaml"
     ]
+
+
+def test_the_model_folder_section_names_what_each_bundle_records():
+    """Written once (common/model_folder.md.j2), placed before "Overrides", listing the train.yaml's
+    model_settings; a new recorded key without a README name stops the rendering."""
+    from monai_imbalance.bundles.render import _environment, _with_model_folder
+
+    knee = render_bundle("knee_oa_grading")["docs/README.md"]
+    vessels = render_bundle("retinal_vessel_segmentation")["docs/README.md"]
+    assert knee.index("## The model folder") < knee.index("## Overrides")
+    assert (
+        "(network and its options, input channels, intensity rule, image size, class names, dropout, the image " in knee
+    )
+    assert (
+        "(network and its options, input channels, intensity rule, patch size, dropout, foreground threshold,"
+        in vessels
+    )
+    assert "other class names" in knee and "other class names" not in vessels
+    assert "`--network_name focusnet` for a U-Net" in vessels
+    train = "model_settings:\n  network_name: '@network_name'\n  colour: '@colour'\n"
+    with pytest.raises(ValueError, match=r"\['colour'\] have no README name"):
+        _with_model_folder("# x\n\n## Overrides\n", _environment(), train)

@@ -191,7 +191,8 @@ def render_bundle(name: str) -> dict[str, str]:
     files["LICENSE"] = (SOURCE_DIR / "common" / "LICENSE").read_text()
     data_license = (_TASKS / name / "data_license.txt").read_text()
     files["docs/data_license.txt"] = data_license
-    readme = _with_allowed_values((_TASKS / name / "README.md").read_text(), _top_level_keys(files))
+    readme = _with_model_folder((_TASKS / name / "README.md").read_text(), env, files["configs/train.yaml"])
+    readme = _with_allowed_values(readme, _top_level_keys(files))
     metadata = json.loads(files["configs/metadata.json"])
     files["docs/README.md"] = (
         f"<!-- Generated from {_SOURCE_NAME}/tasks/{name}/README.md by `{_REGENERATE}`; edit there. -->\n"
@@ -210,6 +211,41 @@ def _top_level_keys(files: Mapping[str, str]) -> set[str]:
 
 
 _OVERRIDES_HEADING = "## Overrides"
+
+_SETTING_NAMES = {  # what a train.yaml's model_settings key is called in the READMEs ("" : part of another)
+    "network_name": "network and its options",
+    "network_channels": "",
+    "network_kwargs": "",
+    "in_channels": "input channels",
+    "intensity": "intensity rule",
+    "image_size": "image size",
+    "patch_size": "patch size",
+    "class_names": "class names",
+    "dropout_prob": "dropout",
+    "dropout": "dropout",
+    "head": "head",
+    "threshold": "foreground threshold",
+    "preprocessing": "the image pre-processing",
+}
+
+
+def _with_model_folder(readme: str, env: jinja2.Environment, train_text: str) -> str:
+    """``readme`` with the section ``common/model_folder.md.j2`` before its "Overrides" section (at the end when it
+    has none), naming the settings the bundle's ``train.yaml`` records (``model_settings``): written once."""
+    recorded = list(yaml.safe_load(train_text)["model_settings"])
+    unnamed = [key for key in recorded if key not in _SETTING_NAMES]
+    if unnamed:
+        raise ValueError(f"model_settings keys {unnamed} have no README name: add them to render._SETTING_NAMES")
+    names = list(dict.fromkeys(_SETTING_NAMES[key] for key in recorded if _SETTING_NAMES[key]))
+    classes = "class_names" in recorded
+    example = "`--image_size 224` for a model trained at 64" if classes else "`--network_name focusnet` for a U-Net"
+    section = env.get_template("common/model_folder.md.j2").render(
+        settings=", ".join(names), example=example, classes=classes
+    )
+    start = readme.find(f"\n{_OVERRIDES_HEADING}\n")
+    if start < 0:
+        return readme.rstrip("\n") + "\n\n" + section
+    return readme[: start + 1] + section + "\n" + readme[start + 1 :]
 
 
 def _with_allowed_values(readme: str, keys: set[str]) -> str:
