@@ -614,7 +614,7 @@ class ModelSettingsEntry:
     """The model settings as an entry of a checkpoint's ``save_dict`` (``state_dict()`` returns them).
 
     Loading puts nothing back: a resume compares the settings before training starts
-    (:func:`record_model_settings`); the entry keeps a checkpoint file self-describing.
+    (:func:`settings_of_run`); the entry keeps a checkpoint file self-describing.
     """
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
