@@ -223,11 +223,8 @@ class _Collect:
         self.epochs.setdefault(engine.state.epoch, []).append([int(d["index"]) for d in engine.state.batch])
 
 
-def test_supervised_trainer_calls_set_epoch_every_epoch():
-    labels = make_labels()
-    data = [{"image": torch.zeros(2), "index": i, "label": int(y)} for i, y in enumerate(labels)]
-    sampler = BatchBalancedSampler(labels, batch_size=9, seed=8)
-    loader = DataLoader(Dataset(data), sampler=sampler, batch_size=9, shuffle=False)
+def _two_epoch_trainer(loader: DataLoader) -> tuple[SupervisedTrainer, _Collect]:
+    """A 2-epoch ``SupervisedTrainer`` on ``loader`` and the handler that collects its batches."""
     network = torch.nn.Linear(2, 3)
     collect = _Collect()
     trainer = SupervisedTrainer(
@@ -239,6 +236,15 @@ def test_supervised_trainer_calls_set_epoch_every_epoch():
         loss_function=torch.nn.CrossEntropyLoss(),
         train_handlers=[collect],
     )
+    return trainer, collect
+
+
+def test_supervised_trainer_calls_set_epoch_every_epoch():
+    labels = make_labels()
+    data = [{"image": torch.zeros(2), "index": i, "label": int(y)} for i, y in enumerate(labels)]
+    sampler = BatchBalancedSampler(labels, batch_size=9, seed=8)
+    loader = DataLoader(Dataset(data), sampler=sampler, batch_size=9, shuffle=False)
+    trainer, collect = _two_epoch_trainer(loader)
     trainer.run()
     reference = BatchBalancedSampler(labels, batch_size=9, seed=8)
     for epoch in (1, 2):
@@ -425,17 +431,7 @@ def test_supervised_trainer_sets_the_batch_sampler_epoch_once_attached():
     data = [{"image": torch.zeros(2), "index": i, "label": int(y)} for i, y in enumerate(labels)]
     sampler = BatchBalancedSampler(labels, batch_size=9, seed=8)
     loader = DataLoader(Dataset(data), batch_sampler=sampler.batch_sampler)
-    network = torch.nn.Linear(2, 3)
-    collect = _Collect()
-    trainer = SupervisedTrainer(
-        device=torch.device("cpu"),
-        max_epochs=2,
-        train_data_loader=loader,
-        network=network,
-        optimizer=torch.optim.SGD(network.parameters(), lr=0.1),
-        loss_function=torch.nn.CrossEntropyLoss(),
-        train_handlers=[collect],
-    )
+    trainer, collect = _two_epoch_trainer(loader)
     sampler.batch_sampler.attach(trainer)
     sampler.batch_sampler.attach(trainer)  # attaching twice registers once
     trainer.run()
